@@ -1,0 +1,79 @@
+/**
+ * The token bucket behind every rate limit (SPEC §4.5): `rate.perMs` tokens a
+ * millisecond, at most `burst`, full at start. Refilled lazily from the clock
+ * whenever it is read, so there is no timer and an idle bucket costs nothing.
+ *
+ * A request that may wait (`maxWait`) reserves its token at once and is told
+ * how long to sleep: the count goes negative, and the next caller's wait is
+ * computed from that debt, so waiters are served in arrival order without a
+ * queue. A waiter that gives up keeps its token spent — the budget it
+ * reserved simply goes unused, which errs on the side of the upstream.
+ */
+import type { RateLimitConfig } from '../../config/types.ts';
+import { systemClock, type Clock } from '../../util/clock.ts';
+
+export class TokenBucket {
+  readonly #clock: Clock;
+  #perMs: number;
+  #burst: number;
+  #tokens: number;
+  #last: number;
+
+  constructor(cfg: RateLimitConfig, clock: Clock = systemClock) {
+    this.#clock = clock;
+    this.#perMs = cfg.rate.perMs;
+    this.#burst = cfg.burst;
+    this.#tokens = cfg.burst;
+    this.#last = clock.now();
+  }
+
+  /**
+   * Takes one token. 0: taken now. A positive number: a token was reserved and
+   * the caller must wait that many ms before going on (only offered when the
+   * wait is ≤ `maxWaitMs`). -1: denied, nothing consumed.
+   */
+  take(maxWaitMs: number): number {
+    this.#refill();
+    if (this.#tokens >= 1) {
+      this.#tokens -= 1;
+      return 0;
+    }
+    const wait = (1 - this.#tokens) / this.#perMs;
+    if (!(wait <= maxWaitMs)) return -1; // also denies when perMs is 0 (wait = Infinity)
+    this.#tokens -= 1;
+    return wait;
+  }
+
+  /** ms until one token would be available (0 if one is there now). */
+  msUntilToken(): number {
+    this.#refill();
+    return this.#tokens >= 1 ? 0 : (1 - this.#tokens) / this.#perMs;
+  }
+
+  /** Current tokens: fractional between refills, negative while waiters hold reservations. */
+  tokens(): number {
+    this.#refill();
+    return this.#tokens;
+  }
+
+  /**
+   * New rate and burst from a reload. Time already elapsed is credited at the
+   * old rate; the tokens are kept, clamped to the new burst, so a reload
+   * neither refills the bucket nor forgives reservations.
+   */
+  update(cfg: RateLimitConfig): void {
+    this.#refill();
+    this.#perMs = cfg.rate.perMs;
+    this.#burst = cfg.burst;
+    if (this.#tokens > this.#burst) this.#tokens = this.#burst;
+  }
+
+  #refill(): void {
+    const now = this.#clock.now();
+    const elapsed = now - this.#last;
+    if (elapsed <= 0) return;
+    this.#last = now;
+    const t = this.#tokens + elapsed * this.#perMs;
+    this.#tokens = t < this.#burst ? t : this.#burst;
+  }
+}
