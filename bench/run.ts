@@ -1,0 +1,64 @@
+/**
+ * breakwater's benchmark runner.
+ *
+ *   node bench/run.ts [passthrough | many-routes | all]     (default: passthrough)
+ *
+ * Knobs (env): DURATION=10 WARMUP=2 ROUNDS=3 CONNECTIONS=32 LATENCY_RATE=1000
+ * TARGET=node|nginx PIN=1 ONLY=id,id TARGET_PORT=18080 PROXY_PORT=18081
+ * ADMIN_PORT=19901 ROUTES=1000 BREAKWATER_CLI=dist/cli.js BENCH_INSTALL=0.
+ * The report (Markdown) goes to stdout, progress to stderr. See bench/README.md.
+ */
+import { machineInfo, machineMarkdown, progress } from './lib/report.ts';
+import { installCleanup, makeTempDir, setupPinning } from './lib/procs.ts';
+import { readSettings } from './lib/settings.ts';
+import { findReferences, SkipError, startTarget, type BenchContext } from './lib/subjects.ts';
+import * as passthrough from './scenarios/passthrough.ts';
+import * as manyRoutes from './scenarios/many-routes.ts';
+
+const SCENARIOS = ['passthrough', 'many-routes'] as const;
+
+async function main(): Promise<void> {
+  const arg = process.argv[2] ?? 'passthrough';
+  const chosen = arg === 'all' ? [...SCENARIOS] : SCENARIOS.filter((x) => x === arg);
+  if (chosen.length === 0) {
+    process.stderr.write(`unknown scenario "${arg}"; one of: ${SCENARIOS.join(', ')}, all\n`);
+    process.exitCode = 2;
+    return;
+  }
+  installCleanup();
+  const settings = readSettings();
+  const machine = machineInfo();
+  const pinning = setupPinning(settings.pin, machine.cores);
+  progress(`CPU pinning: ${pinning.note}`);
+  const refs = findReferences(settings);
+  for (const note of refs.notes) progress(note);
+
+  const tmp = makeTempDir();
+  const target = await startTarget(settings, tmp, refs.nginx);
+  const ctx: BenchContext = { settings, tmp, targetUrl: target.url };
+
+  const sections: string[] = [];
+  for (const name of chosen) {
+    progress(`\n== ${name} ==`);
+    const body = name === 'passthrough' ? await passthrough.run(ctx, refs) : await manyRoutes.run(ctx);
+    sections.push(`### ${name}\n\n${body}`);
+  }
+  await target.stop();
+
+  const info = machineMarkdown(machine, [
+    ['target', `${target.label}, ${128}-byte bodies, keep-alive`],
+    ['load', `autocannon, ${settings.connections} connections, pipelining 1, ${settings.durationS} s per run after ${settings.warmupS} s warm-up; latency at ${settings.latencyRate} req/s for ${settings.durationS} s`],
+    ['rounds', `${settings.rounds}, interleaved; medians shown`],
+    ['CPU pinning', pinning.note],
+  ]);
+  process.stdout.write(`\n## breakwater bench\n\n${info}\n\n${sections.join('\n\n')}\n`);
+}
+
+try {
+  await main();
+} catch (err) {
+  // A subject that could not start is a message, not a stack trace.
+  if (!(err instanceof SkipError)) throw err;
+  progress(err.message);
+  process.exitCode = 1;
+}
