@@ -1,0 +1,66 @@
+# breakwater container image.
+#
+#   podman build -t breakwater .        (or docker build)
+#   podman run --rm -p 9901:9901 breakwater
+#   podman run --rm breakwater validate /etc/breakwater/breakwater.yaml
+#
+# Two stages: `build` compiles TypeScript with the dev dependencies; `runtime`
+# holds only the production dependencies and the compiled dist/, so neither
+# the compiler nor the test tooling ships. scripts/test-container.sh builds and
+# runs this file unchanged.
+
+# Node 24 LTS on Debian bookworm, slim variant. Overridable so a mirror or a
+# pinned digest can be used: --build-arg BASE=registry.example/node@sha256:...
+ARG BASE=node:24-bookworm-slim
+
+FROM ${BASE} AS build
+WORKDIR /src
+# Manifests first: the dependency layer is reused while only src/ changes.
+# --ignore-scripts skips our own `prepare` (src/ is not copied yet); no
+# dependency needs an install script. The build runs explicitly below.
+COPY package.json package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build
+
+FROM ${BASE} AS runtime
+WORKDIR /app
+# Production dependencies only, from the same lockfile; no install scripts run
+# in the image that ships.
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+ && npm cache clean --force
+COPY --from=build /src/dist ./dist
+# The default config: the same file the Kubernetes example ships as its
+# ConfigMap; its admin listener binds 0.0.0.0:9901 so probes and scrapes from
+# outside the container reach it. Mount a directory over /etc/breakwater (not
+# a single file) to replace it: breakwater watches the directory and reloads.
+COPY deploy/breakwater.yaml /etc/breakwater/breakwater.yaml
+
+ENV NODE_ENV=production \
+    BREAKWATER_CONFIG=/etc/breakwater/breakwater.yaml
+# Heap sizing for a small sidecar (deploy/deployment.yaml limits it to 192Mi):
+# - max-old-space-size=128 (MiB) caps the long-lived heap well under that
+#   limit, leaving room for the young generation, code and socket buffers,
+#   so V8 collects harder instead of the kernel OOM-killing the pod;
+# - max-semi-space-size=8 (MiB) gives short-lived per-request garbage a young
+#   generation large enough to die in cheap scavenges without growing RSS much.
+# Override NODE_OPTIONS in the pod spec when the memory limit changes.
+ENV NODE_OPTIONS="--max-old-space-size=128 --max-semi-space-size=8"
+
+# The official image's unprivileged `node` user, by number: Kubernetes can
+# only prove runAsNonRoot for a numeric USER. The app's files stay root-owned,
+# so the process cannot rewrite its own code.
+USER 1000:1000
+
+# 9901: admin (/healthz, /readyz, /metrics); 15001/15002: the example
+# listeners (bound to the pod's loopback in deploy/breakwater.yaml).
+EXPOSE 9901 15001 15002
+
+# SIGTERM starts the drain (/readyz fails, in-flight requests finish, exit 0).
+STOPSIGNAL SIGTERM
+# Exec form: node is PID 1 and receives SIGTERM itself (no shell in between).
+# breakwater installs handlers for SIGTERM, SIGINT and SIGHUP and starts no
+# child processes, so it needs no init process to forward signals or reap.
+ENTRYPOINT ["node", "/app/dist/cli.js"]

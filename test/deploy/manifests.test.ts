@@ -1,0 +1,542 @@
+// The packaging of SPEC §9, checked without a cluster or a container engine:
+// the Kubernetes manifests in deploy/ (as written, and as kustomize renders
+// them when kubectl or kustomize is installed), the config they ship, the
+// Dockerfile and its build context. scripts/test-container.sh builds and runs
+// the image for real.
+import { describe, it, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { join, relative, sep } from 'node:path';
+import { parse, parseAllDocuments } from 'yaml';
+import { Deployment } from 'kubernetes-models/apps/v1';
+import { ConfigMap, Service } from 'kubernetes-models/v1';
+import { validate as lintDockerfile } from 'dockerfile-utils';
+import type { BreakwaterConfig } from '../../src/config/types.ts';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const deployDir = join(root, 'deploy');
+const read = (rel: string): string => readFileSync(join(root, rel), 'utf8');
+
+// ------------------------------------------------------------------ shapes
+// Only what the assertions read; kubernetes-models checks the full schema.
+interface Probe { httpGet?: { path?: string; port?: string | number } }
+interface Container {
+  name: string;
+  image?: string;
+  args?: string[];
+  restartPolicy?: string;
+  ports?: { name?: string; containerPort: number }[];
+  env?: { name: string; value?: string }[];
+  livenessProbe?: Probe;
+  readinessProbe?: Probe;
+  startupProbe?: Probe;
+  resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
+  securityContext?: {
+    runAsNonRoot?: boolean;
+    runAsUser?: number;
+    readOnlyRootFilesystem?: boolean;
+    allowPrivilegeEscalation?: boolean;
+    capabilities?: { drop?: string[]; add?: string[] };
+    seccompProfile?: { type?: string };
+  };
+  volumeMounts?: { name: string; mountPath: string; subPath?: string; subPathExpr?: string; readOnly?: boolean }[];
+}
+interface PodSpec {
+  terminationGracePeriodSeconds?: number;
+  securityContext?: { runAsNonRoot?: boolean; runAsUser?: number; seccompProfile?: { type?: string } };
+  initContainers?: Container[];
+  containers: Container[];
+  volumes?: { name: string; configMap?: { name: string }; emptyDir?: object }[];
+}
+interface DeploymentDoc {
+  kind: string;
+  metadata: { name: string };
+  spec: { template: { metadata: { labels?: Record<string, string>; annotations?: Record<string, string> }; spec: PodSpec } };
+}
+interface K8sObject { apiVersion: string; kind: string; metadata: { name: string; labels?: Record<string, string> }; data?: Record<string, string>; spec?: unknown }
+interface Kustomization {
+  resources?: string[];
+  images?: { name: string }[];
+  generatorOptions?: { disableNameSuffixHash?: boolean };
+  configMapGenerator?: { name: string; files?: string[]; options?: { disableNameSuffixHash?: boolean; labels?: Record<string, string> } }[];
+}
+
+const SIDECAR = 'breakwater';
+const CONFIG_CONFIGMAP = 'breakwater-config';
+const CONFIG_DIR = '/etc/breakwater';
+const CONFIG_FILE = `${CONFIG_DIR}/breakwater.yaml`;
+
+const deployment = parse(read('deploy/deployment.yaml')) as DeploymentDoc;
+const podSpec = deployment.spec.template.spec;
+const kustomization = parse(read('deploy/kustomization.yaml')) as Kustomization;
+/** deploy/breakwater.yaml as plain YAML: what the ConfigMap carries. */
+const rawConfig = parse(read('deploy/breakwater.yaml')) as {
+  admin: { address: string };
+  listeners: { name: string; address: string; upstream?: string; routes?: { upstream: string }[] }[];
+};
+
+function sidecar(): Container {
+  const found = podSpec.initContainers?.find((c) => c.name === SIDECAR);
+  assert.ok(found, `no init container named ${SIDECAR}`);
+  return found;
+}
+function appContainer(): Container {
+  const app = podSpec.containers[0];
+  assert.ok(app, 'the Deployment has no app container');
+  return app;
+}
+function portOf(address: string): number {
+  const port = Number(address.slice(address.lastIndexOf(':') + 1));
+  assert.ok(Number.isInteger(port) && port > 0, `no port in address ${address}`);
+  return port;
+}
+function hostOf(address: string): string {
+  return address.slice(0, address.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+}
+/** Kubernetes quantities as the manifests use them: cpu in cores, memory in bytes. */
+function quantity(q: string): number {
+  const m = /^([0-9.]+)(m|k|Ki|M|Mi|G|Gi)?$/.exec(q);
+  assert.ok(m, `unreadable quantity ${q}`);
+  const units: Record<string, number> = { m: 1e-3, k: 1e3, Ki: 1024, M: 1e6, Mi: 1024 ** 2, G: 1e9, Gi: 1024 ** 3 };
+  return Number(m[1]) * (m[2] ? (units[m[2]] ?? NaN) : 1);
+}
+function envOf(c: Container, name: string): string | undefined {
+  return c.env?.find((e) => e.name === name)?.value;
+}
+
+// ------------------------------------------------------------------ Deployment
+describe('the example Deployment (deploy/deployment.yaml)', () => {
+  it('passes the Kubernetes API schema, and so does the Service', () => {
+    assert.doesNotThrow(() => new Deployment(deployment as never).validate());
+    assert.doesNotThrow(() => new Service(parse(read('deploy/service.yaml')) as never).validate());
+  });
+
+  it('runs breakwater as a native sidecar: an init container with restartPolicy Always, not a regular container', () => {
+    assert.equal(sidecar().restartPolicy, 'Always');
+    assert.ok(!podSpec.containers.some((c) => c.name === SIDECAR), 'breakwater must not also be a regular container');
+    assert.ok(podSpec.containers.length >= 1, 'an app container runs beside it');
+  });
+
+  it('probes liveness on /healthz and readiness and start-up on /readyz', () => {
+    const c = sidecar();
+    assert.equal(c.livenessProbe?.httpGet?.path, '/healthz');
+    assert.equal(c.readinessProbe?.httpGet?.path, '/readyz');
+    // The kubelet starts the app only after this passes: listeners are bound by then.
+    assert.equal(c.startupProbe?.httpGet?.path, '/readyz');
+  });
+
+  it('points every probe at a named containerPort that exists and is the admin port of the config', () => {
+    const c = sidecar();
+    const adminPort = portOf(rawConfig.admin.address);
+    for (const [kind, probe] of Object.entries({ liveness: c.livenessProbe, readiness: c.readinessProbe, startup: c.startupProbe })) {
+      const port = probe?.httpGet?.port;
+      assert.equal(typeof port, 'string', `${kind} probe should name its port, not number it`);
+      const declared = c.ports?.find((p) => p.name === port);
+      assert.ok(declared, `${kind} probe port ${String(port)} is not a containerPort of ${SIDECAR}`);
+      assert.equal(declared.containerPort, adminPort, `${kind} probe reaches ${declared.containerPort}, admin listens on ${adminPort}`);
+    }
+    assert.equal(c.ports?.find((p) => p.name === 'admin')?.containerPort, adminPort);
+  });
+
+  it('names an existing volume in every volumeMount of every container', () => {
+    const volumes = new Set((podSpec.volumes ?? []).map((v) => v.name));
+    for (const c of [...(podSpec.initContainers ?? []), ...podSpec.containers]) {
+      for (const m of c.volumeMounts ?? []) {
+        assert.ok(volumes.has(m.name), `container ${c.name} mounts ${m.name}, which is not a volume of the pod`);
+      }
+    }
+  });
+
+  it('mounts the generated ConfigMap as a whole directory (no subPath), so live edits reach the pod', () => {
+    const mount = sidecar().volumeMounts?.find((m) => m.mountPath === CONFIG_DIR);
+    assert.ok(mount, `nothing is mounted at ${CONFIG_DIR}`);
+    assert.equal(mount.subPath, undefined, 'a subPath mount never sees ConfigMap updates');
+    assert.equal(mount.subPathExpr, undefined, 'a subPathExpr mount never sees ConfigMap updates');
+    assert.equal(mount.readOnly, true);
+    const volume = podSpec.volumes?.find((v) => v.name === mount.name);
+    assert.equal(volume?.configMap?.name, CONFIG_CONFIGMAP);
+    const generated = kustomization.configMapGenerator?.find((g) => g.name === CONFIG_CONFIGMAP);
+    assert.ok(generated, `kustomization.yaml generates no ConfigMap ${CONFIG_CONFIGMAP}`);
+    assert.deepEqual(generated.files, ['breakwater.yaml']);
+  });
+
+  it('starts breakwater on the config file inside the mounted directory', () => {
+    const args = sidecar().args ?? [];
+    const i = args.indexOf('--config');
+    assert.ok(i >= 0, 'the sidecar passes --config');
+    assert.equal(args[i + 1], CONFIG_FILE);
+  });
+
+  it('locks the sidecar down: non-root, read-only root filesystem, no privilege escalation, no capabilities, RuntimeDefault seccomp', () => {
+    const sc = sidecar().securityContext;
+    assert.equal(sc?.runAsNonRoot, true);
+    assert.ok((sc?.runAsUser ?? podSpec.securityContext?.runAsUser ?? 0) > 0, 'a non-zero runAsUser');
+    assert.equal(sc?.readOnlyRootFilesystem, true);
+    assert.equal(sc?.allowPrivilegeEscalation, false);
+    assert.deepEqual(sc?.capabilities?.drop, ['ALL']);
+    assert.equal(sc?.capabilities?.add, undefined);
+    assert.equal(sc?.seccompProfile?.type ?? podSpec.securityContext?.seccompProfile?.type, 'RuntimeDefault');
+    assert.equal(podSpec.securityContext?.runAsNonRoot, true);
+  });
+
+  it('sets small resource requests and limits for the sidecar, requests within limits', () => {
+    const r = sidecar().resources;
+    for (const res of ['cpu', 'memory']) {
+      const request = r?.requests?.[res];
+      const limit = r?.limits?.[res];
+      assert.ok(request && limit, `${res} request and limit are both set`);
+      assert.ok(quantity(request) <= quantity(limit), `${res} request ${request} is above its limit ${limit}`);
+    }
+    assert.ok(quantity(r?.requests?.['cpu'] ?? '0') <= 0.1, 'a sidecar asks for at most 100m CPU');
+    assert.ok(quantity(r?.requests?.['memory'] ?? '0') <= 128 * 1024 ** 2, 'a sidecar asks for at most 128Mi');
+  });
+
+  it('caps the V8 heap in the image below the sidecar memory limit', () => {
+    const options = /ENV NODE_OPTIONS="([^"]*)"/.exec(read('Dockerfile'))?.[1] ?? '';
+    const oldSpace = Number(/--max-old-space-size=(\d+)/.exec(options)?.[1]);
+    const semiSpace = Number(/--max-semi-space-size=(\d+)/.exec(options)?.[1] ?? 16);
+    assert.ok(oldSpace > 0, 'NODE_OPTIONS sets --max-old-space-size');
+    const limitMiB = quantity(sidecar().resources?.limits?.['memory'] ?? '0') / 1024 ** 2;
+    // Old space + from/to semi-spaces must leave headroom for code, stacks and buffers.
+    assert.ok(oldSpace + 3 * semiSpace <= limitMiB * 0.85, `heap ${oldSpace}+3×${semiSpace} MiB leaves too little of ${limitMiB}Mi`);
+  });
+
+  it('annotates the pod for Prometheus to scrape /metrics on the admin port', () => {
+    const a = deployment.spec.template.metadata.annotations ?? {};
+    assert.equal(a['prometheus.io/scrape'], 'true');
+    assert.equal(a['prometheus.io/path'], '/metrics');
+    assert.equal(Number(a['prometheus.io/port']), portOf(rawConfig.admin.address));
+  });
+
+  it('points the app at breakwater on loopback: PAYMENTS_URL at the payments listener, HTTP_PROXY at the egress listener', () => {
+    const app = appContainer();
+    const byPort = new Map(rawConfig.listeners.map((l) => [portOf(l.address), l]));
+    const payments = new URL(envOf(app, 'PAYMENTS_URL') ?? 'missing:');
+    assert.equal(payments.hostname, '127.0.0.1');
+    assert.equal(byPort.get(Number(payments.port))?.upstream, 'payments', 'PAYMENTS_URL reaches a listener for upstream payments');
+    for (const name of ['HTTP_PROXY', 'http_proxy']) {
+      const proxy = new URL(envOf(app, name) ?? 'missing:');
+      assert.equal(proxy.hostname, '127.0.0.1', `${name} is loopback`);
+      const listener = byPort.get(Number(proxy.port));
+      assert.ok(listener?.routes && listener.routes.length > 0, `${name} reaches a listener with routes`);
+    }
+    for (const name of ['NO_PROXY', 'no_proxy']) {
+      const direct = (envOf(app, name) ?? '').split(',');
+      for (const host of ['localhost', '127.0.0.1']) assert.ok(direct.includes(host), `${name} keeps ${host} direct`);
+    }
+  });
+});
+
+// ------------------------------------------------------------------ kustomization
+describe('the kustomization (deploy/kustomization.yaml)', () => {
+  it('names only files that exist under deploy/ (kustomize reads nothing outside its root)', () => {
+    const files = [...(kustomization.resources ?? []), ...(kustomization.configMapGenerator ?? []).flatMap((g) => g.files ?? [])];
+    assert.ok(files.length > 0);
+    for (const f of files) {
+      assert.ok(!f.startsWith('..') && !f.startsWith('/'), `${f} lies outside deploy/`);
+      assert.ok(existsSync(join(deployDir, f)), `deploy/${f} is missing`);
+    }
+  });
+
+  it('keeps generated ConfigMap names fixed, so an edited config reaches running pods instead of rolling them', () => {
+    const global = kustomization.generatorOptions?.disableNameSuffixHash === true;
+    const generator = kustomization.configMapGenerator?.find((g) => g.name === CONFIG_CONFIGMAP);
+    assert.ok(global || generator?.options?.disableNameSuffixHash === true);
+  });
+
+  it('generates the Grafana dashboard and the Prometheus rules as ConfigMaps', () => {
+    const all = (kustomization.configMapGenerator ?? []).flatMap((g) => g.files ?? []);
+    assert.ok(all.includes('grafana/breakwater-dashboard.json'));
+    assert.ok(all.includes('prometheus/breakwater-rules.yaml'));
+    const dashboard = kustomization.configMapGenerator?.find((g) => g.files?.includes('grafana/breakwater-dashboard.json'));
+    assert.equal(dashboard?.options?.labels?.['grafana_dashboard'], '1', 'the label Grafana\'s dashboard sidecar looks for');
+  });
+
+  it('sets the breakwater image through kustomize images, matching the sidecar image name', () => {
+    const image = sidecar().image ?? '';
+    assert.ok(kustomization.images?.some((i) => image.startsWith(`${i.name}:`) || image === i.name));
+  });
+});
+
+// ------------------------------------------------------------------ rendered
+/** kubectl kustomize, or a standalone kustomize; null when neither is installed. */
+function kustomizeCommand(): { cmd: string; args: (dir: string) => string[] } | null {
+  if (spawnSync('kubectl', ['version', '--client'], { stdio: 'ignore' }).status === 0) {
+    return { cmd: 'kubectl', args: (dir) => ['kustomize', dir] };
+  }
+  if (spawnSync('kustomize', ['version'], { stdio: 'ignore' }).status === 0) {
+    return { cmd: 'kustomize', args: (dir) => ['build', dir] };
+  }
+  return null;
+}
+function render(tool: NonNullable<ReturnType<typeof kustomizeCommand>>, dir: string): K8sObject[] {
+  const out = spawnSync(tool.cmd, tool.args(dir), { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(out.status, 0, `${tool.cmd} ${tool.args(dir).join(' ')} failed:\n${out.stderr}`);
+  return parseAllDocuments(out.stdout).map((d) => d.toJS() as K8sObject).filter(Boolean);
+}
+
+describe('deploy/ as kustomize renders it', () => {
+  const tool = kustomizeCommand();
+  const skip = tool ? false : 'kubectl not installed (nor kustomize): the rendered manifests are not checked; the raw YAML checks above still ran';
+  let objects: K8sObject[] = [];
+  before(() => {
+    if (tool) objects = render(tool, deployDir);
+  });
+  const find = (kind: string, name: string): K8sObject => {
+    const o = objects.find((x) => x.kind === kind && x.metadata.name === name);
+    assert.ok(o, `no ${kind} ${name} in the rendered output (got ${objects.map((x) => `${x.kind}/${x.metadata.name}`).join(', ')})`);
+    return o;
+  };
+
+  it('renders objects that pass the Kubernetes API schema', { skip }, () => {
+    const models: Record<string, new (o: never) => { validate(): void }> = { Deployment, ConfigMap, Service };
+    assert.ok(objects.length >= 4);
+    for (const o of objects) {
+      const Model = models[o.kind];
+      assert.ok(Model, `unexpected kind ${o.kind}: add it to this test's models`);
+      assert.doesNotThrow(() => new Model(o as never).validate(), `${o.kind}/${o.metadata.name}`);
+    }
+  });
+
+  it('renders the config ConfigMap under the fixed name the Deployment mounts, holding deploy/breakwater.yaml unchanged', { skip }, () => {
+    const cm = find('ConfigMap', CONFIG_CONFIGMAP);
+    assert.equal(cm.data?.['breakwater.yaml'], read('deploy/breakwater.yaml'));
+    const d = find('Deployment', deployment.metadata.name) as unknown as DeploymentDoc;
+    const names = (d.spec.template.spec.volumes ?? []).map((v) => v.configMap?.name).filter(Boolean);
+    assert.ok(names.includes(CONFIG_CONFIGMAP), `the rendered Deployment mounts ${names.join(', ')}`);
+  });
+
+  it('renders the dashboard ConfigMap with a dashboard that parses as JSON, labelled for Grafana', { skip }, () => {
+    const cm = find('ConfigMap', 'breakwater-grafana-dashboard');
+    assert.equal(cm.metadata.labels?.['grafana_dashboard'], '1');
+    assert.doesNotThrow(() => JSON.parse(cm.data?.['breakwater-dashboard.json'] ?? ''));
+  });
+
+  it('renders the rules ConfigMap with rule groups that parse as YAML', { skip }, () => {
+    const cm = find('ConfigMap', 'breakwater-prometheus-rules');
+    const rules = parse(cm.data?.['breakwater-rules.yaml'] ?? '') as { groups?: unknown[] } | null;
+    assert.ok(Array.isArray(rules?.groups) && rules.groups.length > 0);
+  });
+
+  it('renders with the prometheus-operator component: a PodMonitor scraping the admin port by name, and no scrape annotations', { skip }, () => {
+    // Composed the way a user turns it on, from a scratch kustomization beside
+    // deploy/ (kustomize refuses absolute paths and roots nested in each other).
+    const scratch = mkdtempSync(join(tmpdir(), 'breakwater-kustomize-'));
+    try {
+      const rel = relative(scratch, deployDir).split(sep).join('/');
+      writeFileSync(join(scratch, 'kustomization.yaml'),
+        `resources:\n  - ${rel}\ncomponents:\n  - ${rel}/components/prometheus-operator\n`);
+      const withOperator = render(tool!, scratch);
+      const monitor = withOperator.find((o) => o.kind === 'PodMonitor');
+      assert.ok(monitor, 'no PodMonitor');
+      assert.equal(monitor.apiVersion, 'monitoring.coreos.com/v1');
+      const spec = monitor.spec as { selector: { matchLabels: Record<string, string> }; podMetricsEndpoints: { port: string; path?: string }[] };
+      assert.equal(spec.podMetricsEndpoints[0]?.port, 'admin');
+      assert.equal(spec.podMetricsEndpoints[0]?.path ?? '/metrics', '/metrics');
+      const podLabels = deployment.spec.template.metadata.labels ?? {};
+      for (const [k, v] of Object.entries(spec.selector.matchLabels)) assert.equal(podLabels[k], v, `selector ${k}=${v} matches the pod`);
+      for (const o of objects) {
+        assert.ok(withOperator.some((x) => x.kind === o.kind && x.metadata.name === o.metadata.name), `still renders ${o.kind}/${o.metadata.name}`);
+      }
+      const d = withOperator.find((o) => o.kind === 'Deployment') as unknown as DeploymentDoc;
+      const annotations = Object.keys(d.spec.template.metadata.annotations ?? {});
+      assert.deepEqual(annotations.filter((a) => a.startsWith('prometheus.io/')), [], 'scraped once, by the PodMonitor');
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
+    }
+  });
+});
+
+// ------------------------------------------------------------------ config
+type LoadResult = { ok: true; config: BreakwaterConfig } | { ok: false; errors: readonly unknown[] };
+async function loadDeployConfig(): Promise<BreakwaterConfig> {
+  // Resolved at run time so this file type-checks before the loader lands.
+  const loader = new URL('../../src/config/load.ts', import.meta.url).href;
+  const { loadConfigFile } = (await import(loader)) as { loadConfigFile: (file: string) => LoadResult | Promise<LoadResult> };
+  const result = await loadConfigFile(join(deployDir, 'breakwater.yaml'));
+  if (!result.ok) {
+    const lines = result.errors.map((e) => (typeof e === 'object' && e && 'message' in e ? String((e as { message: unknown }).message) : String(e)));
+    assert.fail(`deploy/breakwater.yaml is invalid:\n${lines.join('\n')}`);
+  }
+  return result.config;
+}
+
+describe('the config the ConfigMap ships (deploy/breakwater.yaml)', () => {
+  let config: BreakwaterConfig;
+  before(async () => {
+    config = await loadDeployConfig();
+  });
+
+  it('passes breakwater\'s own validator', () => {
+    assert.ok(config, 'loaded');
+    assert.equal(config.version, 1);
+  });
+
+  it('binds the admin API on every interface, where the kubelet\'s probes and Prometheus reach it', () => {
+    assert.equal(config.admin.address.host, '0.0.0.0');
+    assert.equal(config.admin.address.port, portOf(rawConfig.admin.address));
+  });
+
+  it('binds every listener to loopback, reachable only from inside the pod', () => {
+    for (const l of config.listeners) {
+      assert.ok(['127.0.0.1', '::1', 'localhost'].includes(l.address.host), `listener ${l.name} binds ${l.address.text}`);
+    }
+    for (const l of rawConfig.listeners) assert.equal(hostOf(l.address), '127.0.0.1');
+  });
+
+  it('fits its drain into the pod\'s terminationGracePeriodSeconds', () => {
+    const grace = (podSpec.terminationGracePeriodSeconds ?? 30) * 1000;
+    const drain = config.drain.delay + config.drain.timeout;
+    assert.ok(drain + 5_000 <= grace, `drain ${drain}ms + 5s margin exceeds the grace period of ${grace}ms`);
+  });
+});
+
+// ------------------------------------------------------------------ Dockerfile
+interface Instruction { keyword: string; args: string; line: number }
+/** Dockerfile instructions with continuation lines joined and comments dropped. */
+function instructions(text: string): Instruction[] {
+  const out: Instruction[] = [];
+  let buffer = '';
+  let start = 0;
+  text.split('\n').forEach((raw, i) => {
+    const line = raw.trimEnd();
+    if (buffer === '' && (/^\s*#/.test(line) || line.trim() === '')) return;
+    if (buffer !== '' && /^\s*#/.test(line)) return;
+    if (buffer === '') start = i + 1;
+    if (line.endsWith('\\')) {
+      buffer += line.slice(0, -1) + ' ';
+      return;
+    }
+    buffer += line;
+    const m = /^\s*(\w+)\s*(.*)$/s.exec(buffer);
+    if (m) out.push({ keyword: (m[1] ?? '').toUpperCase(), args: (m[2] ?? '').trim(), line: start });
+    buffer = '';
+  });
+  return out;
+}
+
+describe('the Dockerfile', () => {
+  const text = read('Dockerfile');
+  const all = instructions(text);
+  const froms = all.filter((i) => i.keyword === 'FROM');
+  const finalStage = all.slice(all.lastIndexOf(froms[froms.length - 1]!));
+
+  it('has no lint errors or warnings (dockerfile-utils)', () => {
+    const diagnostics = lintDockerfile(text);
+    assert.deepEqual(diagnostics.map((d) => `line ${d.range.start.line + 1}: ${d.message}`), []);
+  });
+
+  it('is multi-stage, both stages on Node 24 bookworm-slim through ARG BASE', () => {
+    assert.ok(froms.length >= 2, 'a build stage and a runtime stage');
+    const arg = all.find((i) => i.keyword === 'ARG' && i.args.startsWith('BASE='));
+    assert.ok(arg && arg.line < froms[0]!.line, 'ARG BASE comes before the first FROM');
+    assert.equal(arg.args, 'BASE=node:24-bookworm-slim');
+    for (const f of froms) assert.match(f.args, /^\$\{BASE\}\s+AS\s+\w+$/i);
+  });
+
+  it('ships production dependencies only, and the compiled dist/ from the build stage', () => {
+    const runs = finalStage.filter((i) => i.keyword === 'RUN').map((i) => i.args);
+    assert.ok(runs.some((r) => /npm ci\b.*--omit=dev/.test(r) && /--ignore-scripts/.test(r)), 'npm ci --omit=dev --ignore-scripts in the final stage');
+    const buildStage = /^\$\{BASE\}\s+AS\s+(\w+)$/i.exec(froms[0]!.args)?.[1];
+    assert.ok(finalStage.some((i) => i.keyword === 'COPY' && i.args.includes(`--from=${buildStage}`) && /\bdist\b/.test(i.args)));
+    assert.ok(!finalStage.some((i) => i.keyword === 'COPY' && /^\s*src\b/.test(i.args)), 'no sources in the final image');
+    assert.ok(finalStage.some((i) => i.keyword === 'ENV' && /NODE_ENV=production/.test(i.args)));
+  });
+
+  it('runs as a non-root numeric user in the final stage', () => {
+    const users = finalStage.filter((i) => i.keyword === 'USER');
+    const user = users[users.length - 1]?.args ?? '';
+    assert.match(user, /^[1-9]\d*(:\d+)?$/, `USER ${user} must be numeric and non-zero so runAsNonRoot can verify it`);
+  });
+
+  it('starts node on dist/cli.js directly, in exec form, so breakwater is PID 1 and gets SIGTERM', () => {
+    const entry = finalStage.filter((i) => i.keyword === 'ENTRYPOINT');
+    assert.equal(entry.length, 1);
+    const argv = JSON.parse(entry[0]!.args) as unknown;
+    assert.deepEqual(argv, ['node', '/app/dist/cli.js']);
+  });
+
+  it('exposes the admin port of the shipped config and the example listener ports', () => {
+    const exposed = finalStage.filter((i) => i.keyword === 'EXPOSE').flatMap((i) => i.args.split(/\s+/)).map((p) => Number(p.split('/')[0]));
+    assert.ok(exposed.includes(portOf(rawConfig.admin.address)));
+    for (const l of rawConfig.listeners) assert.ok(exposed.includes(portOf(l.address)), `EXPOSE ${portOf(l.address)}`);
+  });
+
+  it('reads its config from /etc/breakwater/breakwater.yaml, where it puts a default', () => {
+    assert.ok(finalStage.some((i) => i.keyword === 'ENV' && i.args.includes(`BREAKWATER_CONFIG=${CONFIG_FILE}`)));
+    assert.ok(finalStage.some((i) => i.keyword === 'COPY' && i.args.trim().endsWith(` ${CONFIG_FILE}`)));
+  });
+});
+
+// ------------------------------------------------------------------ build context
+/** Is `path` (relative, forward slashes) in the build context under these .dockerignore rules? */
+function inContext(rules: string[], path: string): boolean {
+  const toRegex = (pattern: string): RegExp => {
+    let re = '';
+    for (let i = 0; i < pattern.length; i++) {
+      const ch = pattern[i]!;
+      if (ch === '*' && pattern[i + 1] === '*') {
+        re += '.*';
+        i++;
+        if (pattern[i + 1] === '/') i++;
+      } else if (ch === '*') re += '[^/]*';
+      else if (ch === '?') re += '[^/]';
+      else re += ch.replace(/[.+^${}()|[\]\\]/g, '\\$&');
+    }
+    return new RegExp(`^${re}$`);
+  };
+  // A path is excluded when it or one of its parent directories matches.
+  const prefixes = path.split('/').map((_, i, parts) => parts.slice(0, i + 1).join('/'));
+  let included = true;
+  for (const rule of rules) {
+    const negate = rule.startsWith('!');
+    const pattern = (negate ? rule.slice(1) : rule).replace(/^\/+|\/+$/g, '');
+    const re = toRegex(pattern);
+    if (prefixes.some((p) => re.test(p))) included = negate;
+  }
+  return included;
+}
+
+describe('the build context (.dockerignore)', () => {
+  const rules = read('.dockerignore').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+
+  it('lets in every file the Dockerfile copies from the context', () => {
+    const copies = instructions(read('Dockerfile')).filter((i) => i.keyword === 'COPY' && !i.args.includes('--from='));
+    assert.ok(copies.length > 0);
+    for (const c of copies) {
+      const sources = c.args.split(/\s+/).filter((a) => !a.startsWith('--')).slice(0, -1);
+      for (const s of sources) {
+        // A directory is let in when a file inside it is.
+        const probe = existsSync(join(root, s)) && statSync(join(root, s)).isDirectory() ? `${s}/cli.ts` : s;
+        assert.ok(inContext(rules, probe), `COPY ${s} (line ${c.line}) is excluded by .dockerignore`);
+      }
+    }
+  });
+
+  it('keeps out dependencies, build output, VCS data, tests and anything secret-looking', () => {
+    for (const p of ['node_modules/undici/index.js', 'dist/cli.js', '.git/config', 'test/unit/x.test.ts', 'bench/run.ts',
+      'README.md', '.env', '.env.local', 'src/.env', 'server.pem', 'deploy/tls.key', 'src/node_modules/x.js', 'deploy/deployment.yaml']) {
+      assert.ok(!inContext(rules, p), `${p} would be sent to the build`);
+    }
+    for (const p of ['package.json', 'package-lock.json', 'src/cli.ts', 'src/config/load.ts', 'deploy/breakwater.yaml']) {
+      assert.ok(inContext(rules, p), `${p} would be missing from the build`);
+    }
+  });
+});
+
+// ------------------------------------------------------------------ container test script
+describe('scripts/test-container.sh', () => {
+  it('is valid bash', () => {
+    const out = spawnSync('bash', ['-n', join(root, 'scripts/test-container.sh')], { encoding: 'utf8' });
+    assert.equal(out.status, 0, out.stderr);
+  });
+
+  it('assembles its stand-in base image under the name the Dockerfile\'s FROM resolves to', () => {
+    const base = /^ARG BASE=(\S+)$/m.exec(read('Dockerfile'))?.[1];
+    const standIn = /^BASE_IMAGE=(\S+)$/m.exec(read('scripts/test-container.sh'))?.[1];
+    assert.equal(standIn, `docker.io/library/${base}`);
+  });
+});
