@@ -1,0 +1,82 @@
+/**
+ * Route matching, compiled once per config load (SPEC §3). First match wins.
+ *
+ * Host routing is by map, not by scanning: for every exact host named in the
+ * routes we precompute the ordered list of routes that could match it (routes
+ * for that host plus routes without an exact host), so a listener with a
+ * thousand host-routed upstreams costs one map lookup and a short scan.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import type { RouteConfig, RouteMatch } from '../config/types.ts';
+
+export interface Routable<R> {
+  readonly config: RouteConfig;
+  readonly value: R;
+}
+
+export class Router<R> {
+  readonly #byHost = new Map<string, readonly Routable<R>[]>();
+  /** Routes that may match a host not named by any exact-host route. */
+  readonly #other: readonly Routable<R>[];
+
+  constructor(routes: readonly Routable<R>[]) {
+    const other = routes.filter((r) => r.config.match.host?.kind !== 'exact');
+    this.#other = other;
+    const hosts = new Set<string>();
+    for (const r of routes) {
+      const h = r.config.match.host;
+      if (h?.kind === 'exact') hosts.add(h.host);
+    }
+    for (const host of hosts) {
+      this.#byHost.set(
+        host,
+        routes.filter((r) => r.config.match.host?.kind !== 'exact' || (r.config.match.host.kind === 'exact' && r.config.match.host.host === host)),
+      );
+    }
+  }
+
+  /** `host` lower-case without port; `path` without query; `method` upper-case. */
+  match(host: string, path: string, method: string, req: HasHeaders): Routable<R> | null {
+    const candidates = this.#byHost.get(host) ?? this.#other;
+    for (let i = 0; i < candidates.length; i++) {
+      const r = candidates[i]!;
+      if (matches(r.config.match, host, path, method, req)) return r;
+    }
+    return null;
+  }
+}
+
+/** The request, whose (lazily built) headers object is only read by header matchers. */
+export interface HasHeaders {
+  readonly headers: IncomingHttpHeaders;
+}
+
+function matches(m: RouteMatch, host: string, path: string, method: string, req: HasHeaders): boolean {
+  const h = m.host;
+  if (h !== null) {
+    if (h.kind === 'exact') {
+      if (host !== h.host) return false;
+    } else if (!(host.length > h.suffix.length && host.endsWith(h.suffix))) {
+      // `*.suffix` needs at least one label before the suffix, never the bare suffix.
+      return false;
+    }
+  }
+  if (m.pathPrefix !== null && !path.startsWith(m.pathPrefix)) return false;
+  if (m.methods !== null && !m.methods.has(method)) return false;
+  if (m.headers !== null) {
+    const headers = req.headers;
+    for (let i = 0; i < m.headers.length; i++) {
+      const [name, value] = m.headers[i]!;
+      const v = headers[name];
+      if (Array.isArray(v) ? !v.includes(value) : v !== value) return false;
+    }
+  }
+  return true;
+}
+
+/** `stripPrefix`: /inventory/items with prefix /inventory/ → /items (query kept). */
+export function stripPrefix(target: string, prefix: string): string {
+  const rest = target.slice(prefix.length);
+  if (rest === '' || rest[0] === '?') return '/' + rest;
+  return rest[0] === '/' ? rest : '/' + rest;
+}

@@ -1,0 +1,142 @@
+/**
+ * WebSocket (Upgrade) tunnels, through http-proxy, isolated in this module
+ * (SPEC §3). A tunnel is subject to the breaker's admission, holds one
+ * bulkhead slot for as long as it is open, must complete its handshake within
+ * the route's connect + perTry budget, and is never retried (a half-open
+ * bidirectional stream cannot be replayed).
+ *
+ * http-proxy only tunnels `Upgrade: websocket`; other upgrade protocols are
+ * refused by it (the socket is closed).
+ */
+import type { ClientRequest, IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import httpProxy from 'http-proxy';
+import type { RouteConfig } from '../config/types.ts';
+import type { ErrorCode } from '../errors.ts';
+import { classifyError, classifyStatus } from '../pipeline/classify.ts';
+import { ADMIT, type CircuitBreaker } from '../policies/breaker/breaker.ts';
+import { BULKHEAD, type Bulkhead } from '../policies/bulkhead/bulkhead.ts';
+import type { Balancer } from '../upstream/pool.ts';
+import { writeRawError } from './respond.ts';
+
+export interface UpgradeDeps {
+  readonly route: RouteConfig;
+  readonly balancer: Balancer;
+  readonly breaker: CircuitBreaker | null;
+  readonly bulkhead: Bulkhead | null;
+  readonly onReject: (reason: 'circuit_open' | 'bulkhead_full') => void;
+  readonly onAttempt: (kind: ReturnType<typeof classifyError>, seconds: number) => void;
+}
+
+const kTunnel = Symbol('breakwater.tunnel');
+type TunnelRequest = IncomingMessage & { [kTunnel]?: Tunnel };
+
+let shared: httpProxy | null = null;
+/** One http-proxy instance for the process: it holds no per-route state. */
+function proxyServer(): httpProxy {
+  if (shared !== null) return shared;
+  const p = httpProxy.createProxyServer({ ws: true, xfwd: true, changeOrigin: true });
+  p.on('proxyReqWs', (proxyReq: ClientRequest, req: IncomingMessage) => (req as TunnelRequest)[kTunnel]?.attach(proxyReq));
+  // Errors are handled per call (the callback of ws()); this keeps an
+  // unexpected one from becoming an uncaught 'error' event.
+  p.on('error', () => {});
+  shared = p;
+  return p;
+}
+
+class Tunnel {
+  readonly #deps: UpgradeDeps;
+  readonly #socket: Socket;
+  readonly #requestId: string;
+  readonly #started = performance.now();
+  #probe = false;
+  #slot = false;
+  #timer: NodeJS.Timeout | null = null;
+  #settled = false;
+
+  constructor(deps: UpgradeDeps, socket: Socket, requestId: string, probe: boolean, slot: boolean) {
+    this.#deps = deps;
+    this.#socket = socket;
+    this.#requestId = requestId;
+    this.#probe = probe;
+    this.#slot = slot;
+    const t = deps.route.policy.timeout;
+    this.#timer = setTimeout(() => this.#timeout(), Math.min(t.connect + t.perTry, t.total));
+    socket.once('close', () => this.#closed());
+  }
+
+  attach(proxyReq: ClientRequest): void {
+    proxyReq.once('upgrade', () => this.#settle('success', 101));
+    proxyReq.once('response', (res: IncomingMessage) => this.#settle(classifyStatus(res.statusCode ?? 502), res.statusCode ?? 502));
+  }
+
+  failed(err: Error): void {
+    const kind = classifyError(err);
+    this.#settle(kind, 0);
+    if (!this.#socket.destroyed) {
+      const code: ErrorCode = kind === 'connect_failure' ? 'connect_failure' : kind === 'timeout' ? 'timeout' : 'upstream_reset';
+      writeRawError(this.#socket, code, this.#requestId);
+    }
+  }
+
+  #timeout(): void {
+    this.#timer = null;
+    if (this.#settled) return;
+    this.#settle('timeout', 0);
+    writeRawError(this.#socket, 'timeout', this.#requestId);
+  }
+
+  #settle(kind: ReturnType<typeof classifyError>, status: number): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+    this.#deps.onAttempt(kind, (performance.now() - this.#started) / 1000);
+    this.#deps.breaker?.record(kind, status, this.#probe);
+    this.#probe = false;
+  }
+
+  #closed(): void {
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+    if (this.#probe) this.#deps.breaker?.cancelProbe();
+    this.#probe = false;
+    if (this.#slot) this.#deps.bulkhead?.release();
+    this.#slot = false;
+  }
+}
+
+/** Builds a route's upgrade handler once per config load. */
+export function upgradeHandler(deps: UpgradeDeps): (req: IncomingMessage, socket: Socket, head: Buffer, requestId: string) => void {
+  return (req, socket, head, requestId) => {
+    let probe = false;
+    if (deps.breaker !== null) {
+      const a = deps.breaker.admit();
+      if (a === ADMIT.REJECT) {
+        deps.onReject('circuit_open');
+        return writeRawError(socket, 'circuit_open', requestId);
+      }
+      probe = a === ADMIT.PROBE;
+    }
+    let slot = false;
+    if (deps.bulkhead !== null) {
+      const b = deps.bulkhead.tryAcquire();
+      // A tunnel does not queue: it would hold the client's socket waiting.
+      if (b === BULKHEAD.QUEUE || b === BULKHEAD.FULL) {
+        if (probe) deps.breaker?.cancelProbe();
+        deps.onReject('bulkhead_full');
+        return writeRawError(socket, 'bulkhead_full', requestId);
+      }
+      slot = true;
+    }
+    const tunnel = new Tunnel(deps, socket, requestId, probe, slot);
+    (req as TunnelRequest)[kTunnel] = tunnel;
+    const ep = deps.balancer.pick().endpoint;
+    if (deps.route.stripPrefix && deps.route.match.pathPrefix !== null) {
+      const rest = (req.url ?? '/').slice(deps.route.match.pathPrefix.length);
+      req.url = rest.startsWith('/') ? rest : `/${rest}`;
+    }
+    req.headers['x-request-id'] = requestId;
+    proxyServer().ws(req, socket, head, { target: ep.origin }, (err: Error) => tunnel.failed(err));
+  };
+}

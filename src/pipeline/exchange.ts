@@ -1,0 +1,217 @@
+/**
+ * What one request has done so far: the only per-request record on the request
+ * path. Everything else a request meets (routes, policies, metric children,
+ * state) is built once per config load and shared.
+ *
+ * An Exchange is created by the listener edge, filled in by the layers, and
+ * read by the access log and metrics when the response is over.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+import type { OutcomeKind } from '../config/types.ts';
+import type { Failure } from '../errors.ts';
+import type { UpstreamReply } from '../upstream/attempt.ts';
+
+const EMPTY_HEADERS: string[] = [];
+
+/** The per-route metric children the edge records into when a request is over. */
+export interface RequestMetrics {
+  request(method: string, status: number, seconds: number): void;
+}
+
+/** One upstream attempt, as it appears in the access log's `tries[]`. */
+export interface Try {
+  readonly endpoint: string;
+  readonly outcome: OutcomeKind;
+  readonly status: number | null;
+  readonly ms: number;
+}
+
+/** A static answer: a fallback `response` block. */
+export interface StaticReply {
+  readonly type: 'static';
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: string;
+}
+
+/** What a handler produces: an upstream response to stream, a static answer, or a failure to render. */
+export type Reply = UpstreamReply | StaticReply | Failure;
+
+/**
+ * The request body as the upstream attempts see it:
+ * - null: the request has no body;
+ * - Buffer: the whole body, read up to the replay limit (replayable);
+ * - Readable: a body larger than the replay limit, streamed once (not replayable).
+ */
+export type RequestBody = null | Buffer | Readable;
+
+export class Exchange {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly listener: string;
+  readonly start: number;
+  readonly startedAt: number;
+  readonly requestId: string;
+  /** Upper-case request method. */
+  readonly method: string;
+  /** The request path with its query, as received (origin-form). */
+  readonly target: string;
+  /** Lower-cased authority the request was addressed to, without port. */
+  readonly host: string;
+
+  route: string | null = null;
+  upstream: string | null = null;
+  /** Path + query sent upstream (after stripPrefix). */
+  upstreamPath: string;
+  /** Header name/value pairs sent upstream, flat [name, value, …]; the host value is at hostIndex. */
+  upstreamHeaders: string[] = EMPTY_HEADERS;
+  hostIndex = -1;
+  /** The request's headers after hop-by-hop removal and x-forwarded-*, before any upstream's rewrite. */
+  baseHeaders: string[] = EMPTY_HEADERS;
+  /** The authority the client addressed (Host, or the absolute-form URL's), sent as-is when preserveHost. */
+  originalHost = '';
+  /** Route-level metric children, bound at config load (null until routed). */
+  metrics: RequestMetrics | null = null;
+  /** Idempotency key header present (makes any method retriable). */
+  idempotencyKey = false;
+  body: RequestBody = null;
+  /** Absolute deadline (performance.now() ms) for response headers: start + timeout.total. */
+  deadline = Infinity;
+
+  attempts = 0;
+  tries: Try[] | null = null;
+  flags: string[] | null = null;
+  /** breakwater's own error code when it answered itself; null when the upstream's response passed through. */
+  error: string | null = null;
+  status = 0;
+  endpoint: string | null = null;
+  upstreamMs: number | null = null;
+  bytesIn = 0;
+  bytesOut = 0;
+  /** Set when a fallback served this request (x-breakwater-fallback). */
+  fallback: 'upstream' | 'response' | null = null;
+  /** The client went away before the response was complete. */
+  clientAborted = false;
+  finished = false;
+  /** Set when a breaker admitted this request as a half-open probe and the probe has not been recorded yet. */
+  probe: { cancelProbe(): void } | null = null;
+
+  #abort: AbortController | null = null;
+  #releases: (() => void)[] | null = null;
+  /** The attempt currently talking to an upstream, aborted if the client goes away. */
+  current: { abort(reason: Error): void } | null = null;
+
+  constructor(req: IncomingMessage, res: ServerResponse, listener: string, requestId: string, method: string, target: string, host: string) {
+    this.req = req;
+    this.res = res;
+    this.listener = listener;
+    this.start = performance.now();
+    this.startedAt = Date.now();
+    this.requestId = requestId;
+    this.method = method;
+    this.target = target;
+    this.host = host;
+    this.upstreamPath = target;
+  }
+
+  flag(name: string): void {
+    if (this.flags === null) this.flags = [name];
+    else if (!this.flags.includes(name)) this.flags.push(name);
+  }
+
+  hasFlag(name: string): boolean {
+    return this.flags !== null && this.flags.includes(name);
+  }
+
+  addTry(t: Try): void {
+    if (this.tries === null) this.tries = [t];
+    else this.tries.push(t);
+  }
+
+  /**
+   * An AbortSignal that fires when the client goes away. Created only when a
+   * layer is about to wait (queue, backoff, rate-limit wait): most requests
+   * never need one.
+   */
+  get signal(): AbortSignal {
+    if (this.#abort === null) {
+      this.#abort = new AbortController();
+      if (this.clientAborted) this.#abort.abort();
+    }
+    return this.#abort.signal;
+  }
+
+  /** Run `fn` once when the exchange is over (response ended or client gone): slot releases and the like. */
+  onFinish(fn: () => void): void {
+    if (this.finished) {
+      fn();
+      return;
+    }
+    if (this.#releases === null) this.#releases = [fn];
+    else this.#releases.push(fn);
+  }
+
+  /** Called by the listener edge exactly once. */
+  finish(clientAborted: boolean): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (clientAborted) {
+      this.clientAborted = true;
+      this.flag('client_abort');
+      this.#abort?.abort();
+      this.current?.abort(new ClientAbortError());
+    }
+    if (this.probe !== null) {
+      this.probe.cancelProbe();
+      this.probe = null;
+    }
+    const r = this.#releases;
+    if (r !== null) {
+      this.#releases = null;
+      for (let i = 0; i < r.length; i++) r[i]!();
+    }
+  }
+
+  /** Mark the client gone without finishing (finish follows from the response's close event). */
+  abortClient(): void {
+    this.clientAborted = true;
+    this.#abort?.abort();
+    this.current?.abort(new ClientAbortError());
+  }
+
+  /** Milliseconds left before `timeout.total`. */
+  remaining(now = performance.now()): number {
+    return this.deadline - now;
+  }
+}
+
+export class ClientAbortError extends Error {
+  readonly code = 'BW_CLIENT_ABORT';
+  constructor() {
+    super('client went away');
+  }
+}
+
+/** A handler takes an exchange and produces its reply. */
+export type Handler = (ex: Exchange) => Promise<Reply>;
+/** A layer wraps the next handler: built once per config load. */
+export type Layer = (next: Handler) => Handler;
+
+/**
+ * Composes layers, first outermost, around the innermost handler. Layers that
+ * do not apply are left out at build time (`null` entries are skipped), so the
+ * request path never tests "is this policy on?".
+ */
+export function compose(layers: readonly (Layer | null)[], inner: Handler): Handler {
+  let h = inner;
+  for (let i = layers.length - 1; i >= 0; i--) {
+    const layer = layers[i];
+    if (layer === null || layer === undefined) continue;
+    if (typeof layer !== 'function') throw new TypeError(`pipeline layer ${i} is not a function`);
+    const next = layer(h);
+    if (typeof next !== 'function') throw new TypeError(`pipeline layer ${i} did not return a handler`);
+    h = next;
+  }
+  return h;
+}

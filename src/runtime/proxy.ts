@@ -1,0 +1,270 @@
+/**
+ * The running proxy: owns the listeners, the admin endpoint, the state
+ * registry, metrics and logs, and the current Runtime. Used by the CLI and,
+ * in-process, by the tests.
+ *
+ * Reload (SPEC §7): parse → validate → build the whole new runtime beside the
+ * old one → swap. Listeners whose address is unchanged keep their sockets and
+ * only swap the compiled routes they dispatch to; added listeners bind;
+ * removed ones stop accepting and drain. State lives in the registry and is
+ * re-pointed, never rebuilt.
+ */
+import type { DestinationStream } from 'pino';
+import { loadConfigFile } from '../config/load.ts';
+import type { ConfigError } from '../config/errors.ts';
+import type { BreakwaterConfig, ListenerConfig } from '../config/types.ts';
+import { AdminServer } from '../admin/server.ts';
+import { ListenerServer } from '../http/server.ts';
+import { AccessLog } from '../observability/access-log.ts';
+import { createLogger, type Logger, type LoggerHandle } from '../observability/logger.ts';
+import { Metrics } from '../observability/metrics.ts';
+import { buildRuntime, type Runtime } from './build.ts';
+import { StateRegistry } from './state.ts';
+
+export interface ProxyOptions {
+  /** Where log lines go (tests); stdout when absent. */
+  readonly logDestination?: DestinationStream;
+  /** Collect prom-client's default process metrics (default true). */
+  readonly defaultMetrics?: boolean;
+  /** Environment for `${VAR}` interpolation on reload (default process.env). */
+  readonly env?: Record<string, string | undefined>;
+}
+
+export interface ReloadOutcome {
+  readonly result: 'success' | 'failure' | 'unchanged';
+  readonly hash: string;
+  readonly errors: readonly string[];
+}
+
+export interface LastReload {
+  readonly at: string;
+  readonly ok: boolean;
+  readonly errors: readonly string[];
+}
+
+export class Proxy {
+  readonly metrics: Metrics;
+  readonly registry: StateRegistry;
+  readonly logger: Logger;
+  readonly #log: LoggerHandle;
+  readonly #env: Record<string, string | undefined>;
+  #runtime: Runtime;
+  #loadedAt = new Date();
+  lastReload: LastReload | null = null;
+  /** By address (see listenerKey). */
+  readonly listeners = new Map<string, ListenerServer>();
+  admin: AdminServer | null = null;
+  ready = false;
+  draining = false;
+  #reloading: Promise<ReloadOutcome> | null = null;
+
+  private constructor(config: BreakwaterConfig, opts: ProxyOptions) {
+    this.#env = opts.env ?? process.env;
+    this.#log = createLogger(config.log.level, opts.logDestination);
+    this.logger = this.#log.logger;
+    this.metrics = new Metrics({ defaultMetrics: opts.defaultMetrics ?? true });
+    this.registry = new StateRegistry((upstream, from, to) => {
+      const um = this.metrics.upstream(upstream);
+      um.circuitTransition(from, to);
+      um.circuitState(to);
+      this.logger.warn({ upstream, from, to }, 'circuit_transition');
+    });
+    this.#runtime = this.#build(config);
+  }
+
+  /** Build, bind every listener and the admin endpoint. Throws BindError (nothing left bound) if one cannot bind. */
+  static async start(config: BreakwaterConfig, opts: ProxyOptions = {}): Promise<Proxy> {
+    const p = new Proxy(config, opts);
+    try {
+      for (const [, lr] of p.#runtime.listeners) {
+        const s = new ListenerServer(lr);
+        await s.listen();
+        p.listeners.set(listenerKey(lr.config), s);
+      }
+      p.admin = new AdminServer(p, config.admin.address);
+      await p.admin.listen();
+    } catch (err) {
+      await p.close();
+      throw err;
+    }
+    if (!isLoopback(config.admin.address.host)) {
+      p.logger.warn({ address: config.admin.address.text }, 'admin_not_loopback');
+    }
+    p.metrics.configLoaded(config.source.hash, Date.now());
+    p.ready = true;
+    p.logger.info(
+      {
+        version: config.version,
+        hash: config.source.hash,
+        source: config.source.file,
+        listeners: [...p.listeners.values()].map((l) => ({ name: l.current.config.name, address: `${l.address.host}:${l.port}` })),
+        admin: p.admin ? `${config.admin.address.host}:${p.admin.port}` : null,
+      },
+      'start',
+    );
+    for (const w of config.warnings) p.logger.warn({ code: w.code, path: w.path }, `config_warning: ${w.message}`);
+    return p;
+  }
+
+  get config(): BreakwaterConfig {
+    return this.#runtime.config;
+  }
+
+  get loadedAt(): Date {
+    return this.#loadedAt;
+  }
+
+  /** The port a listener is bound to, by listener name (for port-0 configs). */
+  port(listenerName: string): number {
+    for (const l of this.listeners.values()) if (l.current.config.name === listenerName) return l.port;
+    throw new Error(`no listener named "${listenerName}"`);
+  }
+
+  #build(config: BreakwaterConfig): Runtime {
+    const accessLog = config.log.access ? new AccessLog(this.logger, config.log) : null;
+    const rt = buildRuntime(config, { registry: this.registry, metrics: this.metrics, logger: this.logger, accessLog });
+    for (const [name, b] of this.registry.breakers) if (rt.claims.breakers.has(name)) this.metrics.upstream(name).circuitState(b.state);
+    return rt;
+  }
+
+  /** Reload from the config file on disk (SIGHUP, file watch, POST /reload). Concurrent calls share one reload. */
+  reload(trigger: string): Promise<ReloadOutcome> {
+    if (this.#reloading !== null) return this.#reloading;
+    this.#reloading = this.#reload(trigger).finally(() => {
+      this.#reloading = null;
+    });
+    return this.#reloading;
+  }
+
+  async #reload(trigger: string): Promise<ReloadOutcome> {
+    const file = this.#runtime.config.source.file;
+    const loaded = loadConfigFile(file, this.#env);
+    const at = new Date().toISOString();
+    if (!loaded.ok) {
+      const errors = loaded.errors.map((e: ConfigError) => e.toString());
+      this.lastReload = { at, ok: false, errors };
+      this.metrics.reload('failure');
+      this.logger.error({ trigger, errors }, 'reload_failed');
+      return { result: 'failure', hash: this.#runtime.config.source.hash, errors };
+    }
+    const next = loaded.config;
+    if (next.source.hash === this.#runtime.config.source.hash) {
+      this.metrics.reload('unchanged');
+      this.logger.debug({ trigger, hash: next.source.hash }, 'reload_unchanged');
+      return { result: 'unchanged', hash: next.source.hash, errors: [] };
+    }
+    try {
+      await this.apply(next);
+    } catch (err) {
+      const errors = [(err as Error).message];
+      this.lastReload = { at, ok: false, errors };
+      this.metrics.reload('failure');
+      this.logger.error({ trigger, errors }, 'reload_failed');
+      return { result: 'failure', hash: this.#runtime.config.source.hash, errors };
+    }
+    this.lastReload = { at, ok: true, errors: [] };
+    this.metrics.reload('success');
+    this.logger.info({ trigger, hash: next.source.hash }, 'reload');
+    return { result: 'success', hash: next.source.hash, errors: [] };
+  }
+
+  /** Swap in an already validated config. New listeners are bound before anything changes; a bind failure changes nothing. */
+  async apply(next: BreakwaterConfig): Promise<void> {
+    const rt = this.#build(next);
+    const added: ListenerServer[] = [];
+    try {
+      for (const [, lr] of rt.listeners) {
+        if (this.listeners.has(listenerKey(lr.config))) continue;
+        const s = new ListenerServer(lr);
+        await s.listen();
+        added.push(s);
+      }
+    } catch (err) {
+      await Promise.all(added.map((s) => s.close(0)));
+      // Give back what the failed build claimed beyond the current runtime.
+      await this.registry.retain(this.#runtime.claims);
+      throw err;
+    }
+    // The swap: from here on every new request uses the new runtime.
+    const keep = new Set<string>();
+    for (const [, lr] of rt.listeners) {
+      keep.add(listenerKey(lr.config));
+      const s = this.listeners.get(listenerKey(lr.config));
+      if (s !== undefined) s.current = lr;
+    }
+    for (const s of added) this.listeners.set(listenerKey(s.current.config), s);
+    const removed: ListenerServer[] = [];
+    for (const [addr, s] of this.listeners) {
+      if (keep.has(addr)) continue;
+      this.listeners.delete(addr);
+      removed.push(s);
+    }
+    this.#runtime = rt;
+    this.#loadedAt = new Date();
+    this.metrics.configLoaded(next.source.hash, Date.now());
+    this.metrics.retain({
+      routes: next.listeners.flatMap((l) => l.routes.flatMap((r) => [[l.name, r.name, r.upstream] as [string, string, string], ...fallbackChain(next, r.policy.fallback?.upstream ?? null).map((f) => [l.name, r.name, f] as [string, string, string])])),
+      upstreams: [...next.upstreams.keys()],
+      listeners: next.listeners.map((l) => l.name),
+    });
+    await Promise.all(removed.map((s) => s.close(next.drain.timeout)));
+    await this.registry.retain(rt.claims);
+  }
+
+  /**
+   * Graceful shutdown (SPEC §7): readiness fails at once; keep serving for
+   * `drain.delay`; then stop accepting, answer requests on kept-alive
+   * connections with `draining`, wait for in-flight requests up to
+   * `drain.timeout`; close pools; flush logs.
+   */
+  async drain(): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    this.ready = false;
+    const { delay, timeout } = this.#runtime.config.drain;
+    this.logger.info({ delayMs: delay, timeoutMs: timeout }, 'drain_start');
+    if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+    const inflight = [...this.listeners.values()].reduce((n, l) => n + l.inflight, 0);
+    await Promise.all([...this.listeners.values()].map((l) => l.close(timeout)));
+    const left = [...this.listeners.values()].reduce((n, l) => n + l.inflight, 0);
+    await this.registry.close();
+    await this.admin?.close();
+    this.logger.info({ inflightAtStop: inflight, abandoned: left }, 'drain_complete');
+    this.#log.flush();
+  }
+
+  /** Immediate stop: cut connections, close everything (tests, second SIGTERM). */
+  async close(): Promise<void> {
+    this.ready = false;
+    this.draining = true;
+    await Promise.all([...this.listeners.values()].map((l) => l.close(0)));
+    this.listeners.clear();
+    await this.registry.destroy();
+    await this.admin?.close();
+    this.metrics.registry.clear();
+    this.#log.flush();
+  }
+}
+
+function fallbackChain(config: BreakwaterConfig, first: string | null): string[] {
+  const out: string[] = [];
+  let name = first;
+  while (name !== null && !out.includes(name)) {
+    out.push(name);
+    name = config.upstreams.get(name)?.fallback?.upstream ?? null;
+  }
+  return out;
+}
+
+/**
+ * Listeners are identified by address, so a reload that keeps an address keeps
+ * its socket. Port 0 ("any free port", used by tests) names no address: such
+ * listeners are identified by name instead.
+ */
+function listenerKey(l: ListenerConfig): string {
+  return l.address.port === 0 ? `name:${l.name}` : l.address.text;
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || host.startsWith('127.');
+}
