@@ -49,12 +49,35 @@ export interface Runtime {
   readonly config: BreakwaterConfig;
   /** By listener name. */
   readonly listeners: ReadonlyMap<string, ListenerRuntime>;
-  /** State this runtime uses: the registry drops everything else once it is in place. */
+  /** State this runtime uses: the registry keeps it while the runtime is current or has requests in flight. */
   readonly claims: Claims;
+  /** Requests started under this runtime that are not over yet. */
+  readonly activity: Activity;
+}
+
+/** Counts a runtime's in-flight requests, so a replaced runtime's state is dropped only once it is idle. */
+export class Activity {
+  inflight = 0;
+  #waiters: (() => void)[] = [];
+  start(): void {
+    this.inflight++;
+  }
+  end(): void {
+    if (--this.inflight === 0 && this.#waiters.length > 0) {
+      const w = this.#waiters;
+      this.#waiters = [];
+      for (const f of w) f();
+    }
+  }
+  /** Resolves when nothing is in flight. */
+  idle(): Promise<void> {
+    return this.inflight === 0 ? Promise.resolve() : new Promise((r) => this.#waiters.push(r));
+  }
 }
 
 export function buildRuntime(config: BreakwaterConfig, deps: BuildDeps): Runtime {
   const b = new Builder(config, deps);
+  const activity = new Activity();
   const listeners = new Map<string, ListenerRuntime>();
   for (const l of config.listeners) {
     const lm = deps.metrics.listener(l.name);
@@ -62,12 +85,16 @@ export function buildRuntime(config: BreakwaterConfig, deps: BuildDeps): Runtime
     const routes = l.routes.map((r) => ({ config: r, value: b.route(l.name, r) as RouteEntry }));
     const accessLog = deps.accessLog;
     const observer: ExchangeObserver = {
-      started: () => lm.inflightInc(),
+      started() {
+        activity.start();
+        lm.inflightInc();
+      },
       unrouted(ex) {
         ex.metrics = noRoute;
         noRoute.rejected('no_route');
       },
       finished(ex) {
+        activity.end();
         lm.inflightDec();
         const status = ex.status !== 0 ? ex.status : ex.res.headersSent ? ex.res.statusCode : 499;
         const ms = performance.now() - ex.start;
@@ -77,7 +104,7 @@ export function buildRuntime(config: BreakwaterConfig, deps: BuildDeps): Runtime
     };
     listeners.set(l.name, { config: l, router: new Router(routes), observer });
   }
-  return { config, listeners, claims: b.claims };
+  return { config, listeners, claims: b.claims, activity };
 }
 
 /** The rewrite's remove set includes the names it sets (set replaces). */

@@ -19,7 +19,7 @@ import { AccessLog } from '../observability/access-log.ts';
 import { createLogger, type Logger, type LoggerHandle } from '../observability/logger.ts';
 import { Metrics } from '../observability/metrics.ts';
 import { buildRuntime, type Runtime } from './build.ts';
-import { StateRegistry } from './state.ts';
+import { newClaims, StateRegistry, type Claims } from './state.ts';
 
 export interface ProxyOptions {
   /** Where log lines go (tests); stdout when absent. */
@@ -57,6 +57,9 @@ export class Proxy {
   ready = false;
   draining = false;
   #reloading: Promise<ReloadOutcome> | null = null;
+  #again: Promise<ReloadOutcome> | null = null;
+  /** Replaced runtimes that still have requests in flight: their state is kept until they are idle. */
+  readonly #retired = new Set<Runtime>();
 
   private constructor(config: BreakwaterConfig, opts: ProxyOptions) {
     this.#env = opts.env ?? process.env;
@@ -127,13 +130,30 @@ export class Proxy {
     return rt;
   }
 
-  /** Reload from the config file on disk (SIGHUP, file watch, POST /reload). Concurrent calls share one reload. */
+  /**
+   * Reload from the config file on disk (SIGHUP, file watch, POST /reload).
+   * Reloads never overlap: a request that arrives during one is served by
+   * one more reload right after it (several such requests share it), so a
+   * change written while a reload runs is never lost.
+   */
   reload(trigger: string): Promise<ReloadOutcome> {
-    if (this.#reloading !== null) return this.#reloading;
-    this.#reloading = this.#reload(trigger).finally(() => {
-      this.#reloading = null;
-    });
-    return this.#reloading;
+    if (this.#reloading === null) {
+      this.#reloading = this.#reload(trigger).finally(() => {
+        this.#reloading = null;
+      });
+      return this.#reloading;
+    }
+    this.#again ??= this.#reloading.then(
+      () => {
+        this.#again = null;
+        return this.reload(trigger);
+      },
+      () => {
+        this.#again = null;
+        return this.reload(trigger);
+      },
+    );
+    return this.#again;
   }
 
   async #reload(trigger: string): Promise<ReloadOutcome> {
@@ -181,8 +201,8 @@ export class Proxy {
       }
     } catch (err) {
       await Promise.all(added.map((s) => s.close(0)));
-      // Give back what the failed build claimed beyond the current runtime.
-      await this.registry.retain(this.#runtime.claims);
+      // Give back what the failed build claimed beyond the live runtimes.
+      await this.#retainLive();
       throw err;
     }
     // The swap: from here on every new request uses the new runtime.
@@ -199,6 +219,7 @@ export class Proxy {
       this.listeners.delete(addr);
       removed.push(s);
     }
+    const old = this.#runtime;
     this.#runtime = rt;
     this.#loadedAt = new Date();
     this.metrics.configLoaded(next.source.hash, Date.now());
@@ -207,8 +228,25 @@ export class Proxy {
       upstreams: [...next.upstreams.keys()],
       listeners: next.listeners.map((l) => l.name),
     });
-    await Promise.all(removed.map((s) => s.close(next.drain.timeout)));
-    await this.registry.retain(rt.claims);
+    // The old runtime's requests finish with the state and pools they started
+    // with; what only it used is dropped once it is idle. Removed listeners
+    // drain in the background: the reload is done, the next one may start.
+    this.#retired.add(old);
+    void old.activity.idle().then(() => {
+      this.#retired.delete(old);
+      return this.#retainLive();
+    });
+    for (const s of removed) void s.close(next.drain.timeout);
+    await this.#retainLive();
+  }
+
+  /** Drop registry state that neither the current runtime nor a retired, still busy one uses. */
+  #retainLive(): Promise<void> {
+    const keep = newClaims();
+    for (const rt of [this.#runtime, ...this.#retired]) {
+      for (const k of Object.keys(keep) as (keyof Claims)[]) for (const v of rt.claims[k]) keep[k].add(v);
+    }
+    return this.registry.retain(keep);
   }
 
   /**
