@@ -1,0 +1,392 @@
+/**
+ * The config format (SPEC §2, policies §4), declared once. The validator
+ * walks the YAML with it, merge.ts takes the built-in defaults from it, and
+ * `jsonSchema()` publishes it as config/breakwater.schema.json
+ * (`node scripts/gen-schema.ts`; a test keeps the file in step).
+ *
+ * Every built-in default is the `default` of its key, written the way a user
+ * would write it. A block's keys are all optional here: a block holds what one
+ * place of the file says, and is merged key by key (built-in < defaults <
+ * upstream < route) before the built-ins fill what nobody said.
+ */
+import {
+  boolean,
+  custom,
+  forbidden,
+  integer,
+  list,
+  literal,
+  map,
+  nullable,
+  number,
+  object,
+  oneOf,
+  string,
+  union,
+  withMeta,
+  type Meta,
+  type Schema,
+  type TypeOf,
+} from './dsl.ts';
+import { toJsonSchema } from './json-schema.ts';
+import { ADDRESS_EXPECTED, HOST_MATCH_EXPECTED, URL_EXPECTED, parseAddress, parseEndpoint, parseHostMatch } from './net.ts';
+import type { Endpoint, HostMatch, ListenerAddress, Rate } from './types.ts';
+import { DURATION_EXPECTED, RATE_EXPECTED, SIZE_EXPECTED, formatDuration, parseDuration, parseRate, parseSize } from './units.ts';
+
+// ---- value types -------------------------------------------------------------
+
+/** A `${VAR}` reference is accepted by editors wherever a typed scalar is: its value is checked at load time. */
+const ENV_REF = { type: 'string', pattern: '\\$\\{', description: 'A ${VAR} or ${VAR:-default} reference, checked once interpolated.' };
+
+function duration(opts: { min?: number } = {}, meta: Meta = {}): Schema<number> {
+  const min = opts.min ?? 0;
+  return custom<number>(
+    {
+      expected: min > 0 ? `${DURATION_EXPECTED}, of at least ${formatDuration(min)}` : DURATION_EXPECTED,
+      parse: (v, env) => {
+        const r = parseDuration(v, env);
+        if (r.ok && r.value < min) return { ok: false, expected: `a duration of at least ${formatDuration(min)}` };
+        return r;
+      },
+      json: { anyOf: [{ type: 'integer', minimum: min }, { type: 'string', pattern: '^\\d+(\\.\\d+)?(ms|s|m|h)$' }, ENV_REF] },
+    },
+    meta,
+  );
+}
+
+function size(opts: { min?: number } = {}, meta: Meta = {}): Schema<number> {
+  const min = opts.min ?? 0;
+  return custom<number>(
+    {
+      expected: SIZE_EXPECTED,
+      parse: (v, env) => {
+        const r = parseSize(v, env);
+        if (r.ok && r.value < min) return { ok: false, expected: `a size of at least ${min} bytes` };
+        return r;
+      },
+      json: {
+        anyOf: [
+          { type: 'integer', minimum: min },
+          { type: 'string', pattern: '^\\d+(\\.\\d+)? ?([Bb]|[KkMmGgTt][Bb]|[KkMmGgTt][Ii][Bb]?)$' },
+          ENV_REF,
+        ],
+      },
+    },
+    meta,
+  );
+}
+
+const rate = (meta: Meta = {}): Schema<Rate> =>
+  custom<Rate>(
+    { expected: RATE_EXPECTED, parse: (v) => parseRate(v), json: { anyOf: [{ type: 'string', pattern: '^\\d+(\\.\\d+)?/(\\d+(\\.\\d+)?)?(ms|s|m|h)$' }, ENV_REF] } },
+    meta,
+  );
+
+const address = (meta: Meta = {}): Schema<ListenerAddress> =>
+  custom<ListenerAddress>(
+    { expected: ADDRESS_EXPECTED, parse: (v) => parseAddress(v), json: { anyOf: [{ type: 'string', pattern: '^(\\[[0-9A-Fa-f:.]+\\]|[^:\\[\\]]+):\\d{1,5}$' }, ENV_REF] } },
+    meta,
+  );
+
+const endpointUrl = (meta: Meta = {}): Schema<Endpoint> =>
+  custom<Endpoint>({ expected: URL_EXPECTED, parse: (v) => parseEndpoint(v), json: { type: 'string', pattern: '^(https?://|\\$\\{)' } }, meta);
+
+const hostMatch = (meta: Meta = {}): Schema<HostMatch> =>
+  custom<HostMatch>({ expected: HOST_MATCH_EXPECTED, parse: (v) => parseHostMatch(v), json: { type: 'string', minLength: 1 } }, meta);
+
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const headerName = (meta: Meta = {}): Schema<string> => string({ pattern: HEADER_NAME, expected: 'an HTTP header name', lowerCase: true }, meta);
+const headerValue = (meta: Meta = {}): Schema<string> => string({ expected: 'a header value (a string)', singleLine: true }, meta);
+
+export const UPSTREAM_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+const upstreamRef = (meta: Meta = {}): Schema<string> => string({ minLength: 1, expected: 'the name of an upstream' }, meta);
+const name = (meta: Meta = {}): Schema<string> => string({ minLength: 1, singleLine: true, expected: 'a non-empty name' }, meta);
+
+export const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'TRACE', 'PATCH', 'CONNECT'] as const;
+const method = oneOf(METHODS, { caseInsensitive: true, description: 'An HTTP method (any case; stored upper-case).' });
+const mode = oneOf(['enforce', 'observe'] as const, {
+  default: 'enforce',
+  description: 'enforce, or observe: a dry run that counts and logs what it would have rejected and rejects nothing.',
+});
+const statusCode = integer({ min: 100, max: 599 }, { description: 'An HTTP status code.' });
+
+// ---- policy blocks (SPEC §4) -------------------------------------------------
+
+export const timeoutSchema = object(
+  {
+    connect: duration({ min: 1 }, { default: '1s', description: 'TCP+TLS connect of one attempt; its expiry is an attempt failure of kind connect-failure.' }),
+    perTry: duration(
+      { min: 1 },
+      {
+        description:
+          'From the start of one attempt to its response headers; its expiry is an attempt failure of kind timeout. Built-in: the effective total, so a slow answer is not retried unless perTry is set. An effective perTry above the effective total is capped at total.',
+      },
+    ),
+    total: duration({ min: 1 }, { default: '15s', description: 'From the request’s arrival to the response headers sent to the client: queueing, every attempt and every backoff included. Expiry answers 504 timeout.' }),
+    idle: duration({ min: 1 }, { default: '60s', description: 'Longest gap between body chunks, either direction, after headers; expiry aborts the connection.' }),
+  },
+  { ref: 'timeout', description: 'Timeouts. Always in force, with these built-ins.' },
+);
+
+const RETRY_ON = ['connect-failure', 'reset', 'timeout', '5xx', 'gateway-error'] as const;
+const retryCondition = union(
+  [oneOf(RETRY_ON), statusCode],
+  `one of ${RETRY_ON.join(', ')}, or a status code from 100 to 599`,
+  { description: 'connect-failure (never reached the upstream), reset, timeout (perTry), 5xx (500–599), gateway-error (502, 503, 504), or a status code.' },
+);
+
+export const backoffSchema = object(
+  {
+    strategy: oneOf(['immediate', 'constant', 'linear', 'exponential', 'fibonacci'] as const, {
+      default: 'exponential',
+      description: 'Delay before retry n: immediate 0, constant base, linear base·n, exponential base·2^(n−1), fibonacci base·fib(n); capped at max.',
+    }),
+    base: duration({}, { default: '25ms', description: 'The unit of the backoff delays.' }),
+    max: duration({}, { default: '250ms', description: 'Cap on one backoff delay (raise both for slow third-party APIs).' }),
+    jitter: oneOf(['none', 'full', 'equal'] as const, { default: 'full', description: 'none; full: uniform 0..d; equal: d/2 + uniform 0..d/2.' }),
+  },
+  { ref: 'backoff', description: 'Delay between retries.' },
+);
+
+export const budgetSchema = object(
+  {
+    ratio: number({ min: 0 }, { default: 0.2, description: 'Share of the requests in the window that may be retries.' }),
+    minPerSecond: number({ min: 0 }, { default: 10, description: 'Retries per second always allowed (may be fractional).' }),
+    window: duration({ min: 1 }, { default: '10s', description: 'The window requests and retries are counted over.' }),
+  },
+  { ref: 'retryBudget', description: 'Retries are allowed while the retries of the last window stay below max(minPerSecond × window, ratio × requests in the window).' },
+);
+
+export const retrySchema = object(
+  {
+    maxRetries: integer({ min: 0, max: 10 }, { default: 2, description: 'Retries after the first attempt; 0 disables retries.' }),
+    on: list(retryCondition, { default: ['connect-failure', 'reset', 'timeout', 502, 503, 504], description: 'Attempt outcomes that are retried.' }),
+    methods: list(method, {
+      default: ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'],
+      description: 'Methods that are retried; connect-failure is retried for every method, and so is a request carrying idempotencyKeyHeader.',
+    }),
+    idempotencyKeyHeader: headerName({ default: 'idempotency-key', description: 'A request carrying this header is retriable whatever its method.' }),
+    backoff: backoffSchema,
+    budget: nullable(budgetSchema, { description: 'Retry budget; null: no budget (retries are unbounded, validate warns). Built-in: ratio 0.2, minPerSecond 10, window 10s.' }),
+    respectRetryAfter: boolean({ default: true, description: 'A retriable 429/503 with Retry-After waits that long (capped at 300s) instead of the backoff, if it fits in what is left of total.' }),
+    bufferLimit: size({}, { default: '64KiB', description: 'Request bodies up to this size are kept to replay; larger ones stream through and are not retried.' }),
+  },
+  { ref: 'retry', description: 'Retries. Always in force, with these built-ins.' },
+);
+
+const FAIL_ON = ['5xx', 'gateway-error', 'timeout', 'connect-failure', 'reset'] as const;
+export const circuitBreakerSchema = object(
+  {
+    consecutiveFailures: nullable(integer({ min: 1 }), { default: null, description: 'Failed attempts in a row that open the breaker; null: this trigger is off.' }),
+    failureRate: nullable(number({ min: 0, exclusiveMin: true, max: 100 }), {
+      default: 50,
+      description: 'Percent of failed attempts within window that opens the breaker, once minimumRequests were seen; null: this trigger is off.',
+    }),
+    minimumRequests: integer({ min: 1 }, { default: 20, description: 'Attempts that must be seen in window before failureRate applies.' }),
+    window: duration({ min: 1 }, { default: '10s', description: 'The rolling window of the failure-rate trigger.' }),
+    openDuration: duration({ min: 1 }, { default: '30s', description: 'How long the breaker stays open before letting probes through.' }),
+    halfOpenRequests: integer({ min: 1 }, { default: 1, description: 'Probe requests let through concurrently while half-open.' }),
+    successThreshold: integer({ min: 1 }, { default: 1, description: 'Consecutive probe successes that close the breaker.' }),
+    failOn: list(union([oneOf(FAIL_ON), statusCode], `one of ${FAIL_ON.join(', ')}, or a status code from 100 to 599`), {
+      default: ['5xx', 'timeout', 'connect-failure', 'reset'],
+      description: 'Attempt outcomes counted as failures; 4xx are not failures unless listed.',
+    }),
+    mode,
+  },
+  { ref: 'circuitBreaker', offUnlessPresent: true, description: 'Circuit breaker of an upstream, shared by every route to it. Off unless present; {} turns it on with the built-ins.' },
+);
+
+export const bulkheadSchema = object(
+  {
+    maxConcurrent: integer({ min: 1 }, { default: 100, description: 'Requests in flight to the upstream.' }),
+    maxQueue: integer({ min: 0 }, { default: 0, description: 'Requests that may wait (FIFO) for a slot; beyond that: 503 bulkhead_full.' }),
+    queueTimeout: duration({}, { default: '1s', description: 'Longest wait in the queue.' }),
+    mode,
+  },
+  { ref: 'bulkhead', offUnlessPresent: true, description: 'Concurrency limit of an upstream. Off unless present; {} turns it on with the built-ins.' },
+);
+
+export const rateLimitSchema = object(
+  {
+    rate: rate({ required: true, description: 'Tokens per period: 100/s, 6000/m, 50/100ms.' }),
+    burst: integer({ min: 1 }, { description: 'Bucket size. Built-in: one second’s worth of rate (rounded up, at least 1).' }),
+    maxWait: duration({}, { default: '0s', description: 'How long a request may wait for a token before 429 rate_limited.' }),
+    mode,
+  },
+  { ref: 'rateLimit', offUnlessPresent: true, description: 'Token bucket; each request (not each retry) takes one token. Off unless present.' },
+);
+
+export const FALLBACK_TRIGGERS = ['circuit-open', 'connect-failure', 'timeout', 'retries-exhausted', 'bulkhead-full', 'rate-limited', '5xx'] as const;
+export const BUILTIN_FALLBACK_ON = ['circuit-open', 'connect-failure', 'timeout', 'retries-exhausted', 'bulkhead-full'] as const;
+
+export const staticResponseSchema = object(
+  {
+    status: withMeta(statusCode, { default: 503, description: 'Status of the static answer.' }),
+    headers: map(headerValue(), { keyPattern: HEADER_NAME, keyExpected: 'an HTTP header name', lowerCaseKeys: true }, { default: {}, description: 'Headers of the static answer.' }),
+    body: string({}, { default: '', description: 'Body of the static answer.' }),
+  },
+  { ref: 'staticResponse', offUnlessPresent: true, description: 'A static degraded answer, the last resort.' },
+);
+
+export const fallbackSchema = object(
+  {
+    upstream: nullable(upstreamRef(), { description: 'Another upstream, tried with its own policies and its own fallback (chains are allowed, cycles are errors); null cancels an inherited one.' }),
+    response: nullable(staticResponseSchema, { description: 'A static answer; null cancels an inherited one.' }),
+    on: list(oneOf(FALLBACK_TRIGGERS), { default: [...BUILTIN_FALLBACK_ON], description: 'What makes the fallback serve. [] never fires.' }),
+  },
+  { ref: 'fallback', offUnlessPresent: true, description: 'Fallback: another upstream and/or a static response. Off unless present; needs upstream or response once merged.' },
+);
+
+// ---- structure (SPEC §2) -----------------------------------------------------
+
+const ROUTE_BREAKER_MESSAGE =
+  'circuitBreaker is not allowed on a route: it protects an upstream and its state is shared by every route to it; move it to upstreams.<name>.circuitBreaker';
+const ROUTE_BULKHEAD_MESSAGE =
+  'bulkhead is not allowed on a route: it protects an upstream and its slots are shared by every route to it; move it to upstreams.<name>.bulkhead';
+
+export const routeSchema = object(
+  {
+    name: name({ description: 'Unique across the file (a metric label and the key of per-route state). Built-in: "<listener>/<index>".' }),
+    match: object(
+      {
+        host: hostMatch({ description: 'Exact host, or *.suffix (one or more labels before the suffix); case-insensitive, port ignored.' }),
+        pathPrefix: string({ pattern: /^\//, expected: 'a path starting with /' }, { description: 'Path prefix the request path must start with.' }),
+        methods: list(method, { minItems: 1, description: 'Methods this route takes.' }),
+        headers: map(headerValue(), { keyPattern: HEADER_NAME, keyExpected: 'an HTTP header name', lowerCaseKeys: true }, { description: 'Request headers that must have exactly these values.' }),
+      },
+      { ref: 'match', description: 'What a request must look like to take this route; absent: everything. First matching route wins.' },
+    ),
+    upstream: upstreamRef({ required: true, description: 'The upstream this route forwards to.' }),
+    stripPrefix: boolean({ default: false, description: 'Remove match.pathPrefix from the path sent upstream (/inventory/items -> /items).' }),
+    timeout: timeoutSchema,
+    retry: retrySchema,
+    fallback: fallbackSchema,
+    rateLimit: rateLimitSchema,
+    circuitBreaker: forbidden(ROUTE_BREAKER_MESSAGE),
+    bulkhead: forbidden(ROUTE_BULKHEAD_MESSAGE),
+  },
+  { ref: 'route', description: 'A route; its timeout, retry and fallback are merged over its upstream’s key by key; its rateLimit is a bucket of its own.' },
+);
+
+export const limitsSchema = object(
+  {
+    headerSize: size({ min: 1 }, { default: '16KiB', description: 'Largest request head; beyond it 431 header_too_large.' }),
+    bodySize: nullable(size(), { default: null, description: 'Largest request body; beyond it 413 request_too_large; null: unlimited.' }),
+  },
+  { description: 'Request size limits.' },
+);
+
+export const listenerSchema = object(
+  {
+    name: name({ required: true, description: 'Unique listener name (a metric label).' }),
+    address: address({ required: true, description: 'host:port or [ipv6]:port to listen on; port 0 picks a free port.' }),
+    routes: list(routeSchema, { description: 'Routes, first match wins.' }),
+    upstream: upstreamRef({ description: 'Shorthand for one catch-all route, named like the listener.' }),
+    limits: limitsSchema,
+  },
+  { ref: 'listener', exactlyOne: [['routes', 'upstream']], description: 'A port the service sends its outbound HTTP to.' },
+);
+
+export const poolSchema = object(
+  {
+    connections: integer({ min: 1 }, { default: 64, description: 'Connections per endpoint.' }),
+    keepAlive: duration({}, { default: '4s', description: 'How long an idle connection is kept.' }),
+  },
+  { description: 'Connection pool per endpoint.' },
+);
+
+export const requestHeadersSchema = object(
+  {
+    set: map(headerValue({ sensitive: true }), { keyPattern: HEADER_NAME, keyExpected: 'an HTTP header name', lowerCaseKeys: true }, {
+      default: {},
+      description: 'Headers set on every request upstream (credential injection); their values are redacted in GET /config.',
+    }),
+    remove: list(headerName(), { default: [], description: 'Headers removed from every request upstream.' }),
+  },
+  { description: 'Request headers rewritten on the way upstream.' },
+);
+
+export const upstreamSchema = object(
+  {
+    url: endpointUrl({ description: 'The one endpoint: http(s)://host[:port], no path.' }),
+    endpoints: list(endpointUrl(), { minItems: 1, description: 'Several endpoints, balanced.' }),
+    balance: oneOf(['round-robin', 'least-request', 'random'] as const, { default: 'round-robin', description: 'How an endpoint is picked.' }),
+    pool: poolSchema,
+    preserveHost: boolean({ default: false, description: 'Send the client’s Host; by default Host is rewritten to the endpoint’s authority.' }),
+    requestHeaders: requestHeadersSchema,
+    timeout: timeoutSchema,
+    retry: retrySchema,
+    circuitBreaker: circuitBreakerSchema,
+    bulkhead: bulkheadSchema,
+    rateLimit: rateLimitSchema,
+    fallback: fallbackSchema,
+  },
+  { ref: 'upstream', exactlyOne: [['url', 'endpoints']], description: 'A service breakwater forwards to, with its policies.' },
+);
+
+export const defaultsSchema = object(
+  {
+    timeout: timeoutSchema,
+    retry: retrySchema,
+    circuitBreaker: circuitBreakerSchema,
+    bulkhead: bulkheadSchema,
+    rateLimit: rateLimitSchema,
+    fallback: fallbackSchema,
+  },
+  { description: 'Policy blocks merged into every upstream, key by key (the upstream’s keys win).' },
+);
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const;
+
+export const configSchema = object(
+  {
+    version: literal(1, { required: true, description: 'Format version: 1.' }),
+    admin: object(
+      { address: address({ default: '127.0.0.1:9901', description: 'Where the admin API listens; a non-loopback address is warned about.' }) },
+      { description: 'The admin API (metrics, health, config, reload).' },
+    ),
+    log: object(
+      {
+        level: oneOf(LOG_LEVELS, { default: 'info', description: 'Log level.' }),
+        access: boolean({ default: true, description: 'One JSON access-log line per request.' }),
+        includeQuery: boolean({ default: false, description: 'Log query strings.' }),
+        headers: list(headerName(), { default: [], description: 'Request headers to log; authorization, cookie and proxy-authorization are never logged.' }),
+      },
+      { description: 'Logging.' },
+    ),
+    drain: object(
+      {
+        delay: duration({}, { default: '0s', description: 'Keep serving this long after SIGTERM, readiness already failing.' }),
+        timeout: duration({}, { default: '30s', description: 'Then wait at most this long for in-flight requests.' }),
+      },
+      { description: 'Graceful shutdown.' },
+    ),
+    defaults: defaultsSchema,
+    listeners: list(listenerSchema, { required: true, description: 'Listeners; names and addresses are unique (port 0 excepted).' }),
+    upstreams: map(upstreamSchema, { keyPattern: UPSTREAM_NAME, keyExpected: `an upstream name matching ${UPSTREAM_NAME.source}` }, {
+      required: true,
+      description: 'Upstreams by name, in file order.',
+    }),
+  },
+  { extensions: true },
+);
+
+export type RawConfig = TypeOf<typeof configSchema>;
+export type RawListener = TypeOf<typeof listenerSchema>;
+export type RawRoute = TypeOf<typeof routeSchema>;
+export type RawUpstream = TypeOf<typeof upstreamSchema>;
+export type RawTimeout = TypeOf<typeof timeoutSchema>;
+export type RawRetry = TypeOf<typeof retrySchema>;
+export type RawCircuitBreaker = TypeOf<typeof circuitBreakerSchema>;
+export type RawBulkhead = TypeOf<typeof bulkheadSchema>;
+export type RawRateLimit = TypeOf<typeof rateLimitSchema>;
+export type RawFallback = TypeOf<typeof fallbackSchema>;
+export type RawDefaults = TypeOf<typeof defaultsSchema>;
+
+/** The published JSON Schema of the format, generated from the declarations above. */
+export function jsonSchema(): object {
+  return toJsonSchema(configSchema, {
+    title: 'breakwater config',
+    description: 'Config of breakwater, a sidecar resilience proxy. Strings may hold ${VAR} or ${VAR:-default}, replaced from the environment at load time.',
+  });
+}
