@@ -169,6 +169,8 @@ export class Proxy {
     }
     const next = loaded.config;
     if (next.source.hash === this.#runtime.config.source.hash) {
+      // The file is valid again and is what runs: a failure shown earlier is over.
+      if (this.lastReload !== null && !this.lastReload.ok) this.lastReload = { at, ok: true, errors: [] };
       this.metrics.reload('unchanged');
       this.logger.debug({ trigger, hash: next.source.hash }, 'reload_unchanged');
       return { result: 'unchanged', hash: next.source.hash, errors: [] };
@@ -201,7 +203,10 @@ export class Proxy {
       }
     } catch (err) {
       await Promise.all(added.map((s) => s.close(0)));
-      // Give back what the failed build claimed beyond the live runtimes.
+      // Building updated the shared state's thresholds in place: building the
+      // running config again puts them back, then whatever the failed build
+      // alone claimed is dropped.
+      this.#build(this.#runtime.config);
       await this.#retainLive();
       throw err;
     }
@@ -265,7 +270,9 @@ export class Proxy {
     const inflight = [...this.listeners.values()].reduce((n, l) => n + l.inflight, 0);
     await Promise.all([...this.listeners.values()].map((l) => l.close(timeout)));
     const left = [...this.listeners.values()].reduce((n, l) => n + l.inflight, 0);
-    await this.registry.close();
+    // In-flight requests are done or were cut at drain.timeout: whatever an
+    // upstream connection still holds can only be abandoned work.
+    await this.registry.destroy();
     await this.admin?.close();
     this.logger.info({ inflightAtStop: inflight, abandoned: left }, 'drain_complete');
     this.#log.flush();

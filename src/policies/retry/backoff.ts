@@ -19,7 +19,8 @@ export function backoffDelay(cfg: BackoffConfig, n: number, random: () => number
       return random() * d;
     case 'equal': {
       const half = d / 2;
-      return half + random() * half;
+      // min(): with subnormal delays, half + half can round above d.
+      return Math.min(d, half + random() * half);
     }
   }
 }
