@@ -60,6 +60,8 @@ export class Proxy {
   #again: Promise<ReloadOutcome> | null = null;
   /** Replaced runtimes that still have requests in flight: their state is kept until they are idle. */
   readonly #retired = new Set<Runtime>();
+  /** Listeners a reload removed that are still draining: drain() and close() must include them. */
+  readonly #retiring = new Set<ListenerServer>();
 
   private constructor(config: BreakwaterConfig, opts: ProxyOptions) {
     this.#env = opts.env ?? process.env;
@@ -137,6 +139,10 @@ export class Proxy {
    * change written while a reload runs is never lost.
    */
   reload(trigger: string): Promise<ReloadOutcome> {
+    if (this.draining) {
+      // Shutting down: binding listeners or swapping routes now would only fight the drain.
+      return Promise.resolve({ result: 'failure', hash: this.#runtime.config.source.hash, errors: ['breakwater is draining: the config is no longer reloaded'] });
+    }
     if (this.#reloading === null) {
       this.#reloading = this.#reload(trigger).finally(() => {
         this.#reloading = null;
@@ -201,6 +207,8 @@ export class Proxy {
         await s.listen();
         added.push(s);
       }
+      // A drain that began while we were binding has already closed the listeners it knows of.
+      if (this.draining) throw new Error('breakwater began draining during the reload');
     } catch (err) {
       await Promise.all(added.map((s) => s.close(0)));
       // Building updated the shared state's thresholds in place: building the
@@ -241,7 +249,10 @@ export class Proxy {
       this.#retired.delete(old);
       return this.#retainLive();
     });
-    for (const s of removed) void s.close(next.drain.timeout);
+    for (const s of removed) {
+      this.#retiring.add(s);
+      void s.close(next.drain.timeout).finally(() => this.#retiring.delete(s));
+    }
     await this.#retainLive();
   }
 
@@ -267,9 +278,10 @@ export class Proxy {
     const { delay, timeout } = this.#runtime.config.drain;
     this.logger.info({ delayMs: delay, timeoutMs: timeout }, 'drain_start');
     if (delay > 0) await new Promise((r) => setTimeout(r, delay));
-    const inflight = [...this.listeners.values()].reduce((n, l) => n + l.inflight, 0);
-    await Promise.all([...this.listeners.values()].map((l) => l.close(timeout)));
-    const left = [...this.listeners.values()].reduce((n, l) => n + l.inflight, 0);
+    const all = [...this.listeners.values(), ...this.#retiring];
+    const inflight = all.reduce((n, l) => n + l.inflight, 0);
+    await Promise.all(all.map((l) => l.close(timeout)));
+    const left = all.reduce((n, l) => n + l.inflight, 0);
     // In-flight requests are done or were cut at drain.timeout: whatever an
     // upstream connection still holds can only be abandoned work.
     await this.registry.destroy();
@@ -282,8 +294,9 @@ export class Proxy {
   async close(): Promise<void> {
     this.ready = false;
     this.draining = true;
-    await Promise.all([...this.listeners.values()].map((l) => l.close(0)));
+    await Promise.all([...this.listeners.values(), ...this.#retiring].map((l) => l.close(0)));
     this.listeners.clear();
+    this.#retiring.clear();
     await this.registry.destroy();
     await this.admin?.close();
     this.metrics.registry.clear();
