@@ -31,7 +31,7 @@ export function hasBody(req: IncomingMessage): boolean {
  * Resolves the body to send upstream, or 'too_large' when the declared or
  * received size is over `bodySize` before anything was forwarded.
  */
-export function readBody(ex: Exchange, bufferLimit: number, bodySize: number | null): Promise<RequestBody | 'too_large'> {
+export function readBody(ex: Exchange, bufferLimit: number, bodySize: number | null, idle = Infinity): Promise<RequestBody | 'too_large' | 'timeout'> {
   const req = ex.req;
   if (!hasBody(req)) return Promise.resolve(null);
   const declared = req.headers['content-length'] === undefined ? -1 : Number(req.headers['content-length']);
@@ -40,13 +40,29 @@ export function readBody(ex: Exchange, bufferLimit: number, bodySize: number | n
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    // A client that stops sending mid-body must not hold the request: the
+    // wait is bounded by `idle` between chunks and by what is left of `total`.
+    let timer: NodeJS.Timeout | null = null;
+    const arm = (): void => {
+      if (timer !== null) clearTimeout(timer);
+      const ms = Math.min(idle, ex.remaining());
+      timer = Number.isFinite(ms) ? setTimeout(onTimeout, Math.max(0, ms)) : null;
+    };
+    const onTimeout = (): void => {
+      cleanup();
+      req.resume(); // drop the rest; the client gets its 504
+      resolve('timeout');
+    };
     const cleanup = (): void => {
+      if (timer !== null) clearTimeout(timer);
+      timer = null;
       req.off('data', onData);
       req.off('end', onEnd);
       req.off('error', onEnd);
       req.off('close', onEnd);
     };
     const onData = (chunk: Buffer): void => {
+      arm();
       size += chunk.length;
       if (size > limit) {
         cleanup();
@@ -68,6 +84,7 @@ export function readBody(ex: Exchange, bufferLimit: number, bodySize: number | n
       ex.bytesIn = size;
       resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
     };
+    arm();
     req.on('data', onData);
     req.on('end', onEnd);
     req.on('error', onEnd);
@@ -79,7 +96,10 @@ async function* streamRest(ex: Exchange, head: Buffer[], req: IncomingMessage, l
   for (const c of head) yield c;
   for await (const chunk of req) {
     ex.bytesIn += (chunk as Buffer).length;
-    if (ex.bytesIn > limit) throw new BodyTooLargeError();
+    if (ex.bytesIn > limit) {
+      ex.bodyTooLarge = true;
+      throw new BodyTooLargeError();
+    }
     yield chunk as Buffer;
   }
 }

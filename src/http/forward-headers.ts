@@ -52,7 +52,7 @@ export function buildBaseHeaders(ex: Exchange): void {
   // An absolute-form request's authority wins over its Host header (RFC 9112 §3.2.2).
   const url = req.url ?? '/';
   const authority = url.charCodeAt(0) === 47 ? (host ?? '') : authorityOf(url);
-  const client = req.socket.remoteAddress ?? '';
+  const client = ex.client ?? '';
   out.push('x-forwarded-for', xff === undefined ? client : `${xff}, ${client}`);
   out.push('x-forwarded-proto', xfp === undefined ? 'http' : `${xfp}, http`);
   if (authority !== '') out.push('x-forwarded-host', xfh === undefined ? authority : `${xfh}, ${authority}`);

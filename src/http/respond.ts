@@ -22,6 +22,11 @@ export function respond(ex: Exchange, reply: Reply): void {
       return;
     }
     // The last attempt produced no response: breakwater answers itself.
+    // A body cut off for being over the limit is the client's fault, not the upstream's.
+    if (ex.bodyTooLarge) {
+      renderFailure(ex, 'request_too_large', 0, { connection: 'close' });
+      return;
+    }
     const err = reply.error as { total?: boolean } | null;
     renderFailure(ex, err?.total === true ? 'timeout' : errorCodeFor(reply.kind), 0);
     return;

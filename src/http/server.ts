@@ -81,6 +81,8 @@ export class ListenerServer {
         headersTimeout: 20_000,
         requestTimeout: 0,
         noDelay: true,
+        // Host is checked below, so a missing one gets the §4.7 bad_request body, not node's bare 400.
+        requireHostHeader: false,
         // Duplicate Content-Length, CL+TE, bad chunk sizes and bare LF are
         // rejected by node's strict parser (never set insecureHTTPParser).
       },
@@ -97,7 +99,7 @@ export class ListenerServer {
     this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
       const rid = requestIdOf(req);
       if (this.draining) return writeRawError(socket, 'draining', rid);
-      const t = parseTarget(req);
+      const t = malformedHead(req) ? null : parseTarget(req);
       if (t === null) return writeRawError(socket, 'bad_request', rid);
       const q = t.target.indexOf('?');
       const route = this.current.router.match(t.host, q < 0 ? t.target : t.target.slice(0, q), req.method ?? 'GET', req);
@@ -156,7 +158,7 @@ export class ListenerServer {
   #onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     const lr = this.current;
     const method = req.method ?? 'GET';
-    const t = parseTarget(req);
+    const t = malformedHead(req) ? null : parseTarget(req);
     const bad = t === null;
     const target = t === null ? '/' : t.target;
     const host = t === null ? '' : t.host;
@@ -200,6 +202,20 @@ export class ListenerServer {
 const ABSOLUTE = /^https?:\/\/([^/?#]*)(.*)$/i;
 
 /**
+ * What node's parser lets through but RFC 9112 does not: a request line
+ * without HTTP/1.x (node reads "GET /x" + CRLF as HTTP/0.9, headers and all,
+ * and accepts "HTTP/2.0"), and an HTTP/1.1 request without exactly one Host
+ * (§3.2: MUST be answered 400).
+ */
+function malformedHead(req: IncomingMessage): boolean {
+  if (req.httpVersionMajor !== 1) return true;
+  let hosts = 0;
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') hosts++;
+  return hosts > 1 || (hosts === 0 && req.httpVersionMinor === 1);
+}
+
+/**
  * Where a request is addressed: origin-form (`GET /x`, routed by Host) or
  * absolute-form (`GET http://payments.internal/x`, sent by clients using
  * HTTP_PROXY; its authority wins). null for anything else (400).
@@ -209,6 +225,11 @@ export function parseTarget(req: IncomingMessage): { host: string; target: strin
   if (url.charCodeAt(0) === 47 /* / */) return { host: hostOf(req.headers.host), target: url };
   const m = ABSOLUTE.exec(url);
   if (m === null) return null;
+  // An http(s) URI with an empty host is invalid (RFC 9110 §4.2.1), and
+  // userinfo is refused (§4.2.4): "http://svc.internal:80@evil/" must never
+  // be routed as svc.internal.
+  const authority = m[1] ?? '';
+  if (authority === '' || authority.charCodeAt(0) === 58 /* : */ || authority.includes('@')) return null;
   const rest = m[2] ?? '';
   return { host: hostOf(m[1]), target: rest === '' ? '/' : rest.charCodeAt(0) === 63 /* ? */ ? '/' + rest : rest };
 }
@@ -248,6 +269,16 @@ function headSize(req: IncomingMessage): number {
 
 function onClientError(err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket): void {
   if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  // An earlier pipelined request still has its answer pending (or streaming):
+  // a raw error now would be read as that request's answer, or land inside
+  // its body. Close instead; the client retries what went unanswered. (When
+  // the pending answer is for the request whose body is malformed, it has
+  // not started, and the 400 below is that request's answer.)
+  const pending = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+  if (pending != null && (pending.headersSent || pending.req.complete)) {
     socket.destroy();
     return;
   }

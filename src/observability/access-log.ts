@@ -55,7 +55,7 @@ export class AccessLog {
         tries: ex.tries ?? EMPTY,
         bytesIn: ex.bytesIn,
         bytesOut: ex.bytesOut,
-        client: req.socket.remoteAddress ?? null,
+        client: ex.client,
         flags: ex.flags ?? EMPTY,
         error: ex.error,
         headers: headers ?? {},

@@ -59,6 +59,12 @@ export class Exchange {
   readonly target: string;
   /** Lower-cased authority the request was addressed to, without port. */
   readonly host: string;
+  /**
+   * The client's address, read once at arrival: node may detach `req.socket`
+   * (set it to null) before the response's 'close', e.g. when a streamed
+   * request body is destroyed, and the access log runs after that.
+   */
+  readonly client: string | null;
 
   route: string | null = null;
   upstream: string | null = null;
@@ -89,6 +95,8 @@ export class Exchange {
   upstreamMs: number | null = null;
   bytesIn = 0;
   bytesOut = 0;
+  /** The request body went over the listener's `bodySize` while streaming upstream: answer 413, not the attempt's failure. */
+  bodyTooLarge = false;
   /** Set when a fallback served this request (x-breakwater-fallback). */
   fallback: 'upstream' | 'response' | null = null;
   /** The client went away before the response was complete. */
@@ -112,6 +120,7 @@ export class Exchange {
     this.method = method;
     this.target = target;
     this.host = host;
+    this.client = req.socket?.remoteAddress ?? null;
     this.upstreamPath = target;
   }
 

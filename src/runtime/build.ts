@@ -254,7 +254,8 @@ function attemptObserver(um: UpstreamMetrics, breaker: CircuitBreaker | null): A
     ex.endpoint = endpoint;
     ex.upstreamMs = ms;
     um.attempt(kind, ms / 1000);
-    if (breaker !== null) {
+    // An attempt we aborted because the client's body went over the limit says nothing about the upstream.
+    if (breaker !== null && !ex.bodyTooLarge) {
       const probe = ex.probe === breaker;
       if (probe) ex.probe = null;
       breaker.record(kind, status, probe);
@@ -272,6 +273,7 @@ class RouteRuntime implements RouteEntry {
   readonly #logger: Logger;
   readonly #bodySize: number | null;
   readonly #total: number;
+  readonly #idle: number;
   readonly #bufferLimit: number;
   readonly #prefix: string | null;
 
@@ -284,6 +286,7 @@ class RouteRuntime implements RouteEntry {
     this.#logger = logger;
     this.#bodySize = bodySize;
     this.#total = config.policy.timeout.total;
+    this.#idle = config.policy.timeout.idle;
     // No retries, no replay: stream any body straight through.
     this.#bufferLimit = config.policy.retry.maxRetries === 0 ? 0 : config.policy.retry.bufferLimit;
     this.#prefix = config.stripPrefix ? config.match.pathPrefix : null;
@@ -306,9 +309,13 @@ class RouteRuntime implements RouteEntry {
     ex.deadline = ex.start + this.#total;
     if (this.#prefix !== null) ex.upstreamPath = stripPrefix(ex.target, this.#prefix);
     buildBaseHeaders(ex);
-    const body = await readBody(ex, this.#bufferLimit, this.#bodySize);
+    const body = await readBody(ex, this.#bufferLimit, this.#bodySize, this.#idle);
     if (body === 'too_large') {
       renderFailure(ex, 'request_too_large', 0, { connection: 'close' });
+      return;
+    }
+    if (body === 'timeout') {
+      if (!ex.clientAborted) renderFailure(ex, 'timeout', 0, { connection: 'close' });
       return;
     }
     ex.body = body;
