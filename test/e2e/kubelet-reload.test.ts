@@ -18,28 +18,10 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { json, request } from '../helpers/http.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
+import { sleep, waitFor, freePort } from '../helpers/wait.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const cli = path.join(root, 'dist', 'cli.js');
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-async function waitFor(what: string, fn: () => boolean | Promise<boolean>, ms = 10_000): Promise<number> {
-  const start = Date.now();
-  for (;;) {
-    if (await Promise.resolve().then(fn).catch(() => false)) return Date.now() - start;
-    if (Date.now() - start > ms) throw new Error(`timed out after ${ms}ms waiting for: ${what}`);
-    await sleep(25);
-  }
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 /** What the kubelet's atomic writer does for one update of a ConfigMap volume. */
 class ConfigMapVolume {

@@ -13,52 +13,7 @@ import { json, request, type Reply } from '../helpers/http.ts';
 import { assertNoLeaks, snapshotHandles } from '../helpers/leaks.ts';
 import { startProxy, type TestProxy } from '../helpers/proxy.ts';
 import { startUpstream, type Step, type Upstream } from '../helpers/upstream.ts';
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-async function waitFor(what: string, fn: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  for (;;) {
-    if (await Promise.resolve().then(fn).catch(() => false)) return;
-    if (Date.now() > end) throw new Error(`timed out after ${ms}ms waiting for: ${what}`);
-    await sleep(10);
-  }
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-function tryConnect(port: number): Promise<string> {
-  return new Promise((resolve) => {
-    const s = net.connect({ port, host: '127.0.0.1' });
-    s.once('connect', () => {
-      s.destroy();
-      resolve('connected');
-    });
-    s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
-  });
-}
-
-/** A GET through `agent` that also says whether it went out on a reused (kept-alive) socket. */
-function getVia(agent: http.Agent, url: string): Promise<Reply & { reused: boolean }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('error', reject);
-      res.on('end', () =>
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, rawHeaders: res.rawHeaders, body: Buffer.concat(chunks).toString('utf8'), reused: req.reusedSocket }),
-      );
-    });
-    req.setTimeout(10_000, () => req.destroy(new Error(`GET ${url} timed out`)));
-    req.on('error', reject);
-  });
-}
+import { sleep, waitFor, freePort, tryConnect, getVia } from '../helpers/wait.ts';
 
 const byPath = (req: { url: string }): Step => {
   const slow = /\/slow\/(\d+)/.exec(req.url);

@@ -19,37 +19,7 @@ import { json, request, type Reply } from '../helpers/http.ts';
 import { assertNoLeaks, snapshotHandles } from '../helpers/leaks.ts';
 import { startProxy, type TestProxy } from '../helpers/proxy.ts';
 import { startUpstream, type Step, type Upstream } from '../helpers/upstream.ts';
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-async function waitFor(what: string, fn: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  for (;;) {
-    if (await Promise.resolve().then(fn).catch(() => false)) return;
-    if (Date.now() > end) throw new Error(`timed out after ${ms}ms waiting for: ${what}`);
-    await sleep(10);
-  }
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-/** Resolves with the connect error's code, or 'connected'. */
-function tryConnect(port: number): Promise<string> {
-  return new Promise((resolve) => {
-    const s = net.connect({ port, host: '127.0.0.1' });
-    s.once('connect', () => {
-      s.destroy();
-      resolve('connected');
-    });
-    s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
-  });
-}
+import { sleep, waitFor, freePort, tryConnect } from '../helpers/wait.ts';
 
 /** One sample of a metric from Prometheus text, or undefined. Labels must match exactly the ones given (others ignored). */
 function metric(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
