@@ -4,7 +4,7 @@
  * it is released from the exchange's finish hook, which runs on every path.
  */
 import { failure } from '../../errors.ts';
-import type { Exchange, Handler, Layer } from '../../pipeline/exchange.ts';
+import type { Exchange, Handler, Layer, Reply } from '../../pipeline/exchange.ts';
 import { BULKHEAD, type Bulkhead } from './bulkhead.ts';
 
 export function bulkheadLayer(bulkhead: Bulkhead, onReject: () => void, onChange: () => void): Layer {
@@ -12,32 +12,36 @@ export function bulkheadLayer(bulkhead: Bulkhead, onReject: () => void, onChange
     bulkhead.release();
     onChange();
   };
+  const queued = async (ex: Exchange, next: Handler): Promise<Reply> => {
+    onChange();
+    const ok = await bulkhead.enqueue(ex.signal);
+    onChange();
+    if (!ok) {
+      if (!ex.clientAborted) onReject();
+      return failure('bulkhead_full');
+    }
+    if (ex.clientAborted) {
+      release();
+      return failure('bulkhead_full');
+    }
+    ex.onFinish(release);
+    return next(ex);
+  };
+  // Not an async function: a free slot adds no promise of its own; only a
+  // request that has to queue allocates one.
   return (next: Handler): Handler =>
-    async (ex: Exchange) => {
+    (ex: Exchange) => {
       switch (bulkhead.tryAcquire()) {
         case BULKHEAD.ACQUIRED:
           break;
         case BULKHEAD.OBSERVED:
           ex.flag('bulkhead_full_observed');
           break;
-        case BULKHEAD.QUEUE: {
-          onChange();
-          const ok = await bulkhead.enqueue(ex.signal);
-          onChange();
-          if (!ok) {
-            if (ex.clientAborted) return failure('bulkhead_full');
-            onReject();
-            return failure('bulkhead_full');
-          }
-          if (ex.clientAborted) {
-            release();
-            return failure('bulkhead_full');
-          }
-          break;
-        }
+        case BULKHEAD.QUEUE:
+          return queued(ex, next);
         default:
           onReject();
-          return failure('bulkhead_full');
+          return Promise.resolve(failure('bulkhead_full'));
       }
       onChange();
       ex.onFinish(release);

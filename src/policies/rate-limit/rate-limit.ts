@@ -6,7 +6,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { PolicyMode } from '../../config/types.ts';
 import { failure } from '../../errors.ts';
-import type { Exchange, Handler, Layer } from '../../pipeline/exchange.ts';
+import type { Exchange, Handler, Layer, Reply } from '../../pipeline/exchange.ts';
 import type { TokenBucket } from './token-bucket.ts';
 
 export interface RateLimitParams {
@@ -19,24 +19,28 @@ export interface RateLimitParams {
 export function rateLimitLayer(p: RateLimitParams): Layer {
   const { bucket, mode, maxWait, onReject } = p;
   const observe = mode === 'observe';
+  // Not an async function: the common case (a token is there) adds no
+  // promise of its own, only the wait allocates.
+  const waitThenNext = async (ex: Exchange, next: Handler, wait: number): Promise<Reply> => {
+    try {
+      await sleep(wait, undefined, { signal: ex.signal });
+    } catch {
+      return failure('rate_limited', 0); // the client went away while waiting; nobody reads this
+    }
+    return next(ex);
+  };
   return (next: Handler): Handler =>
-    async (ex: Exchange) => {
+    (ex: Exchange) => {
       const wait = bucket.take(observe ? 0 : maxWait);
+      if (wait === 0) return next(ex);
       if (wait < 0) {
         if (observe) {
           ex.flag('rate_limited_observed');
           return next(ex);
         }
         onReject();
-        return failure('rate_limited', bucket.msUntilToken());
+        return Promise.resolve(failure('rate_limited', bucket.msUntilToken()));
       }
-      if (wait > 0) {
-        try {
-          await sleep(wait, undefined, { signal: ex.signal });
-        } catch {
-          return failure('rate_limited', 0); // client gone while waiting; nobody reads this
-        }
-      }
-      return next(ex);
+      return waitThenNext(ex, next, wait);
     };
 }
