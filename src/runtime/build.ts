@@ -98,7 +98,9 @@ export function buildRuntime(config: BreakwaterConfig, deps: BuildDeps): Runtime
         lm.inflightDec();
         const status = ex.status !== 0 ? ex.status : ex.res.headersSent ? ex.res.statusCode : 499;
         const ms = performance.now() - ex.start;
-        ex.metrics?.request(ex.method, status, ms / 1000);
+        // Requests refused before routing (400, 413, 431, draining) count under
+        // the empty route/upstream labels, like no_route: every request is counted.
+        (ex.metrics ?? noRoute).request(ex.method, status, ms / 1000);
         accessLog?.write(ex, status, ms);
       },
     };
