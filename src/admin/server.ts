@@ -57,9 +57,9 @@ export class AdminServer {
     if (method === 'GET' || method === 'HEAD') {
       switch (url) {
         case '/healthz':
-          return text(res, 200, 'ok\n');
+          return text(res, 200, 'ok');
         case '/readyz':
-          return p.ready && !p.draining ? text(res, 200, 'ready\n') : text(res, 503, p.draining ? 'draining\n' : 'not ready\n');
+          return p.ready && !p.draining ? text(res, 200, 'ready') : text(res, 503, p.draining ? 'draining' : 'not ready');
         case '/metrics': {
           const body = await p.metrics.metricsText();
           res.writeHead(200, { 'content-type': p.metrics.contentType });
