@@ -129,10 +129,6 @@ export class Exchange {
     else if (!this.flags.includes(name)) this.flags.push(name);
   }
 
-  hasFlag(name: string): boolean {
-    return this.flags !== null && this.flags.includes(name);
-  }
-
   addTry(t: Try): void {
     if (this.tries === null) this.tries = [t];
     else this.tries.push(t);
@@ -180,13 +176,6 @@ export class Exchange {
       this.#releases = null;
       for (let i = 0; i < r.length; i++) r[i]!();
     }
-  }
-
-  /** Mark the client gone without finishing (finish follows from the response's close event). */
-  abortClient(): void {
-    this.clientAborted = true;
-    this.#abort?.abort();
-    this.current?.abort(new ClientAbortError());
   }
 
   /** Milliseconds left before `timeout.total`. */
