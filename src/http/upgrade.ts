@@ -71,6 +71,12 @@ class Tunnel {
   }
 
   failed(err: Error): void {
+    if (this.#settled) {
+      // The tunnel was open (or already answered): an HTTP error response
+      // would land inside the WebSocket stream. Just close it.
+      this.#socket.destroy();
+      return;
+    }
     const kind = classifyError(err);
     this.#settle(kind, 0);
     if (!this.#socket.destroyed) {
