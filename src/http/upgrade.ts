@@ -12,12 +12,12 @@ import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import httpProxy from 'http-proxy';
 import type { RouteConfig } from '../config/types.ts';
-import type { ErrorCode } from '../errors.ts';
-import { classifyError, classifyStatus } from '../pipeline/classify.ts';
+import { classifyError, classifyStatus, errorCodeFor } from '../pipeline/classify.ts';
 import { ADMIT, type CircuitBreaker } from '../policies/breaker/breaker.ts';
 import { BULKHEAD, type Bulkhead } from '../policies/bulkhead/bulkhead.ts';
 import type { Balancer } from '../upstream/pool.ts';
 import { writeRawError } from './respond.ts';
+import { stripPrefix } from './router.ts';
 
 export interface UpgradeDeps {
   readonly route: RouteConfig;
@@ -80,8 +80,7 @@ class Tunnel {
     const kind = classifyError(err);
     this.#settle(kind, 0);
     if (!this.#socket.destroyed) {
-      const code: ErrorCode = kind === 'connect_failure' ? 'connect_failure' : kind === 'timeout' ? 'timeout' : 'upstream_reset';
-      writeRawError(this.#socket, code, this.#requestId);
+      writeRawError(this.#socket, errorCodeFor(kind), this.#requestId);
     }
   }
 
@@ -138,10 +137,7 @@ export function upgradeHandler(deps: UpgradeDeps): (req: IncomingMessage, socket
     const tunnel = new Tunnel(deps, socket, requestId, probe, slot);
     (req as TunnelRequest)[kTunnel] = tunnel;
     const ep = deps.balancer.pick().endpoint;
-    if (deps.route.stripPrefix && deps.route.match.pathPrefix !== null) {
-      const rest = (req.url ?? '/').slice(deps.route.match.pathPrefix.length);
-      req.url = rest.startsWith('/') ? rest : `/${rest}`;
-    }
+    if (deps.route.stripPrefix && deps.route.match.pathPrefix !== null) req.url = stripPrefix(req.url ?? '/', deps.route.match.pathPrefix);
     req.headers['x-request-id'] = requestId;
     proxyServer().ws(req, socket, head, { target: ep.origin }, (err: Error) => tunnel.failed(err));
   };
