@@ -164,8 +164,16 @@ export class Proxy {
 
   async #reload(trigger: string): Promise<ReloadOutcome> {
     const file = this.#runtime.config.source.file;
-    const loaded = loadConfigFile(file, this.#env);
+    const running = this.#runtime.config.source.hash;
+    const loaded = loadConfigFile(file, this.#env, running);
     const at = new Date().toISOString();
+    if ('unchanged' in loaded) {
+      // The file is valid again and is what runs: a failure shown earlier is over.
+      if (this.lastReload !== null && !this.lastReload.ok) this.lastReload = { at, ok: true, errors: [] };
+      this.metrics.reload('unchanged');
+      this.logger.debug({ trigger, hash: running }, 'reload_unchanged');
+      return { result: 'unchanged', hash: running, errors: [] };
+    }
     if (!loaded.ok) {
       const errors = loaded.errors.map((e: ConfigError) => e.toString());
       this.lastReload = { at, ok: false, errors };
@@ -174,13 +182,6 @@ export class Proxy {
       return { result: 'failure', hash: this.#runtime.config.source.hash, errors };
     }
     const next = loaded.config;
-    if (next.source.hash === this.#runtime.config.source.hash) {
-      // The file is valid again and is what runs: a failure shown earlier is over.
-      if (this.lastReload !== null && !this.lastReload.ok) this.lastReload = { at, ok: true, errors: [] };
-      this.metrics.reload('unchanged');
-      this.logger.debug({ trigger, hash: next.source.hash }, 'reload_unchanged');
-      return { result: 'unchanged', hash: next.source.hash, errors: [] };
-    }
     try {
       await this.apply(next);
     } catch (err) {

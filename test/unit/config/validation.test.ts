@@ -498,6 +498,19 @@ describe('loadConfigFile', () => {
     assert.equal(r.errors[0]!.toString(), `${file}:4:1: bogus: unknown key bogus (expected one of version, admin, log, drain, defaults, listeners, upstreams)`);
   });
 
+  it('answers unchanged without parsing when the bytes hash to the running config, and loads them when they do not', () => {
+    const file = path.join(dir, 'same.yaml');
+    writeFileSync(file, 'version: 1\nlisteners: []\nupstreams: {}\n');
+    const first = loadConfigFile(file, {});
+    assert.ok(first.ok);
+    assert.deepEqual(loadConfigFile(file, {}, first.config.source.hash), { unchanged: true });
+    // Invalid now: had it been parsed, this would be an error; the hash differs, so it is parsed.
+    writeFileSync(file, 'version: 1\nlisteners: []\nupstreams: {}\nbogus: 1\n');
+    const changed = loadConfigFile(file, {}, first.config.source.hash);
+    assert.ok('ok' in changed && !changed.ok);
+    assert.equal(changed.errors[0]!.path, 'bogus');
+  });
+
   it('gives a read error for a directory', () => {
     const r = loadConfigFile(dir, {});
     assert.ok(!r.ok);
