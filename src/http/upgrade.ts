@@ -7,10 +7,15 @@
  *
  * http-proxy only tunnels `Upgrade: websocket`; other upgrade protocols are
  * refused by it (the socket is closed).
+ *
+ * http-proxy is loaded on the first upgrade, not at start: most sidecars
+ * never tunnel, and it is resident memory (it loads node's https/tls stack)
+ * that every pod of the fleet would otherwise pay for.
  */
 import type { ClientRequest, IncomingMessage } from 'node:http';
+import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
-import httpProxy from 'http-proxy';
+import type httpProxy from 'http-proxy';
 import type { RouteConfig } from '../config/types.ts';
 import { classifyError, classifyStatus, errorCodeFor } from '../pipeline/classify.ts';
 import { ADMIT, type CircuitBreaker } from '../policies/breaker/breaker.ts';
@@ -35,7 +40,8 @@ let shared: httpProxy | null = null;
 /** One http-proxy instance for the process: it holds no per-route state. */
 function proxyServer(): httpProxy {
   if (shared !== null) return shared;
-  const p = httpProxy.createProxyServer({ ws: true, xfwd: true, changeOrigin: true });
+  const load = createRequire(import.meta.url)('http-proxy') as typeof httpProxy;
+  const p = load.createProxyServer({ ws: true, xfwd: true, changeOrigin: true });
   p.on('proxyReqWs', (proxyReq: ClientRequest, req: IncomingMessage) => (req as TunnelRequest)[kTunnel]?.attach(proxyReq));
   // Errors are handled per call (the callback of ws()); this keeps an
   // unexpected one from becoming an uncaught 'error' event.
