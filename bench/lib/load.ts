@@ -13,7 +13,7 @@
 import autocannon from 'autocannon';
 import { createHistogram } from 'node:perf_hooks';
 import { Pool } from 'undici';
-import { cpuMicros, peakRssBytes } from './proc-stats.ts';
+import { cpuMicros, peakRssBytes, watchPrivatePeak } from './proc-stats.ts';
 
 export interface Throughput {
   readonly rps: number;
@@ -106,6 +106,10 @@ export interface Sample {
   readonly p50Us: number;
   readonly p99Us: number;
   readonly peakRssBytes: number | null;
+  /** Largest private (anonymous) resident memory seen from warm-up to the end of the latency run. */
+  readonly peakPrivateBytes: number | null;
+  /** Proxy CPU time during the fixed-rate run over its wall time: cores busy at that rate. */
+  readonly coresAtRate: number | null;
   readonly failures: number;
 }
 
@@ -117,19 +121,30 @@ export interface MeasureOptions {
   readonly headers?: Record<string, string>;
 }
 
-/** Warm up, measure throughput (with the process's CPU time around it), then latency, then peak RSS. */
+/** Warm up, measure throughput (with the process's CPU time around it), then latency (and the CPU it took), then peak memory. */
 export async function measure(url: string, pid: number | null, o: MeasureOptions): Promise<Sample> {
-  await throughput(url, o.connections, o.warmupS, o.headers);
-  const cpu0 = pid === null ? 0 : cpuMicros(pid);
-  const t = await throughput(url, o.connections, o.durationS, o.headers);
-  const cpu1 = pid === null ? 0 : cpuMicros(pid);
-  const l = await fixedRateLatency(url, o.latencyRate, o.durationS, o.headers);
-  return {
-    rps: t.rps,
-    cpuUsPerReq: pid === null || t.requests === 0 ? null : (cpu1 - cpu0) / t.requests,
-    p50Us: l.p50Us,
-    p99Us: l.p99Us,
-    peakRssBytes: pid === null ? null : peakRssBytes(pid),
-    failures: t.failures + l.failures,
-  };
+  const priv = pid === null ? null : watchPrivatePeak(pid);
+  try {
+    await throughput(url, o.connections, o.warmupS, o.headers);
+    const cpu0 = pid === null ? 0 : cpuMicros(pid);
+    const t = await throughput(url, o.connections, o.durationS, o.headers);
+    const cpu1 = pid === null ? 0 : cpuMicros(pid);
+    const w0 = performance.now();
+    const cpu2 = pid === null ? 0 : cpuMicros(pid);
+    const l = await fixedRateLatency(url, o.latencyRate, o.durationS, o.headers);
+    const cpu3 = pid === null ? 0 : cpuMicros(pid);
+    const wallUs = (performance.now() - w0) * 1000;
+    return {
+      rps: t.rps,
+      cpuUsPerReq: pid === null || t.requests === 0 ? null : (cpu1 - cpu0) / t.requests,
+      p50Us: l.p50Us,
+      p99Us: l.p99Us,
+      peakRssBytes: pid === null ? null : peakRssBytes(pid),
+      peakPrivateBytes: priv === null ? null : priv.stop(),
+      coresAtRate: pid === null ? null : (cpu3 - cpu2) / wallUs,
+      failures: t.failures + l.failures,
+    };
+  } finally {
+    priv?.stop();
+  }
 }

@@ -1,6 +1,7 @@
 /**
  * What a process cost, read from Linux /proc: CPU time (all threads: the
- * event loop, GC helpers, libuv's pool) and peak resident memory.
+ * event loop, GC helpers, libuv's pool), peak resident memory, and peak
+ * private (anonymous) memory.
  */
 import { readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
@@ -31,4 +32,36 @@ export function peakRssBytes(pid: number): number | null {
   } catch {
     return null;
   }
+}
+
+/** RssAnon: resident memory that is the process's own (heap, stacks, malloc), not file pages shared with other processes; bytes, or null. */
+export function privateRssBytes(pid: number): number | null {
+  try {
+    const m = /^RssAnon:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m?.[1] === undefined ? null : Number(m[1]) * 1024;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Linux keeps a peak for the whole resident set (VmHWM) but not for its
+ * private part, so that one is sampled: every `everyMs` until stop(), which
+ * returns the largest value seen (null if nothing could be read).
+ */
+export function watchPrivatePeak(pid: number, everyMs = 100): { stop(): number | null } {
+  let peak: number | null = privateRssBytes(pid);
+  const timer = setInterval(() => {
+    const v = privateRssBytes(pid);
+    if (v !== null && (peak === null || v > peak)) peak = v;
+  }, everyMs);
+  timer.unref();
+  return {
+    stop() {
+      clearInterval(timer);
+      const v = privateRssBytes(pid);
+      if (v !== null && (peak === null || v > peak)) peak = v;
+      return peak;
+    },
+  };
 }

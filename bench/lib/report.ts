@@ -90,6 +90,10 @@ export function fmtMiB(bytes: number | null): string {
   return bytes === null || !Number.isFinite(bytes) ? DASH : `${(bytes / 2 ** 20).toFixed(0)} MiB`;
 }
 
+export function fmtCores(x: number | null): string {
+  return x === null || !Number.isFinite(x) ? DASH : x.toFixed(3);
+}
+
 export function fmtUsPair(a: number, b: number, signed = false): string {
   if (!Number.isFinite(a) || !Number.isFinite(b)) return DASH;
   const f = (x: number): string => (signed && x > 0 ? '+' : '') + Math.round(x).toLocaleString('en-US');

@@ -75,6 +75,8 @@ export interface Summary {
   readonly addedP50Us: number;
   readonly addedP99Us: number;
   readonly peakRssBytes: number;
+  readonly peakPrivateBytes: number;
+  readonly coresAtRate: number;
   readonly startMs: number;
 }
 
@@ -100,6 +102,8 @@ export function summarize(results: Results, id: string, base = 'direct'): Summar
     addedP50Us: added((x) => x.p50Us),
     addedP99Us: added((x) => x.p99Us),
     peakRssBytes: pick((x) => x.peakRssBytes),
+    peakPrivateBytes: pick((x) => x.peakPrivateBytes),
+    coresAtRate: pick((x) => x.coresAtRate),
     startMs: pick((x) => x.startMs),
   };
 }

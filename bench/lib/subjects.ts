@@ -4,7 +4,7 @@
  * reference proxies when installed. Each subject starts a fresh process per
  * measurement, pinned to core 1, and is stopped after it.
  */
-import { closeSync, openSync, writeFileSync, mkdirSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { allPoliciesConfig, plainConfig, type Ports } from './breakwater-config.ts';
@@ -119,13 +119,39 @@ function node(ctx: BenchContext, id: string, label: string, script: string): Sub
 
 export const BREAKWATER_SKIP = 'breakwater: dist/cli.js not built or not proxying — skipped';
 
+/**
+ * The memory settings the container image runs breakwater with: NODE_OPTIONS
+ * and glibc's MALLOC_* from the Dockerfile's ENV instructions, so the bench
+ * measures what ships rather than a copy of it. Empty if there is no Dockerfile.
+ */
+export function shippedEnv(dockerfile: string): Record<string, string> {
+  let text: string;
+  try {
+    text = readFileSync(dockerfile, 'utf8');
+  } catch {
+    return {};
+  }
+  const env: Record<string, string> = {};
+  // Instructions with their line continuations joined; comment lines dropped.
+  const instructions = text.split('\n').filter((l) => !/^\s*#/.test(l)).join('\n').replace(/\\\n/g, ' ').split('\n');
+  for (const line of instructions) {
+    const m = /^\s*ENV\s+(.*)$/i.exec(line);
+    if (m === null) continue;
+    for (const kv of m[1]!.matchAll(/([A-Za-z_][A-Za-z0-9_]*)=("([^"]*)"|\S*)/g)) {
+      const key = kv[1]!;
+      if (key === 'NODE_OPTIONS' || key.startsWith('MALLOC_')) env[key] = kv[3] ?? kv[2]!;
+    }
+  }
+  return env;
+}
+
 /** breakwater as a child process with the given config text (written to the temp dir). */
 export function breakwater(
   ctx: BenchContext,
   id: string,
   label: string,
   config: string,
-  opts: { accessLogFile?: string; probeHeaders?: Record<string, string>; readyTimeoutMs?: number } = {},
+  opts: { accessLogFile?: string; probeHeaders?: Record<string, string>; readyTimeoutMs?: number; env?: Record<string, string> } = {},
 ): Subject {
   const s = ctx.settings;
   return {
@@ -138,6 +164,7 @@ export function breakwater(
         name: id,
         command: process.execPath,
         args: [s.breakwaterCli, '--config', file],
+        ...(opts.env && { env: opts.env }),
         ...(opts.accessLogFile !== undefined && { stdoutFile: opts.accessLogFile }),
         core: 1,
         probe: { url: proxyUrl(s), bodyBytes: BODY_BYTES, ...(opts.probeHeaders && { headers: opts.probeHeaders }) },
@@ -345,6 +372,10 @@ export function passthroughSubjects(ctx: BenchContext, refs: References, withBre
       breakwater(ctx, 'breakwater-policies', 'breakwater, all policies on', allPoliciesConfig(p, false)),
       breakwater(ctx, 'breakwater-policies-log', 'breakwater, all policies + access log', allPoliciesConfig(p, true), {
         accessLogFile: join(ctx.tmp, 'access.log'),
+      }),
+      breakwater(ctx, 'breakwater-shipped', 'breakwater, all policies + access log, as shipped', allPoliciesConfig(p, true), {
+        accessLogFile: join(ctx.tmp, 'access-shipped.log'),
+        env: shippedEnv(join(ctx.settings.benchDir, '..', 'Dockerfile')),
       }),
     );
   }

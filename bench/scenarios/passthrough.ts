@@ -3,7 +3,7 @@
  * the same target. The headline table: what breakwater costs per request
  * next to the target alone, two small Node proxies and nginx / haproxy.
  */
-import { fmtInt, fmtMiB, fmtPct, fmtRatio, fmtUsPair, markdownTable, progress } from '../lib/report.ts';
+import { fmtCores, fmtInt, fmtMiB, fmtPct, fmtRatio, fmtUsPair, markdownTable, progress } from '../lib/report.ts';
 import { runRounds, summarize, type Results } from '../lib/rounds.ts';
 import { breakwaterBuilt } from '../lib/settings.ts';
 import { BREAKWATER_SKIP, passthroughSubjects, type BenchContext, type References, type Subject } from '../lib/subjects.ts';
@@ -34,7 +34,9 @@ function table(subjects: readonly Subject[], results: Results, connections: numb
       fmtInt(m.cpuUsPerReq),
       fmtUsPair(m.p50Us, m.p99Us),
       isDirect ? '—' : fmtUsPair(m.addedP50Us, m.addedP99Us, true),
+      isDirect ? '—' : fmtCores(m.coresAtRate),
       fmtMiB(m.peakRssBytes),
+      fmtMiB(m.peakPrivateBytes),
     ]);
   }
   return markdownTable(
@@ -48,7 +50,9 @@ function table(subjects: readonly Subject[], results: Results, connections: numb
       'CPU µs/req',
       `p50 / p99 @${rate} req/s`,
       'added p50 / p99',
+      `CPU cores @${rate} req/s`,
       'peak RSS',
+      'peak private',
     ],
     rows,
   );
