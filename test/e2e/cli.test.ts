@@ -131,4 +131,32 @@ describe('the breakwater CLI', () => {
     assert.match(out, /"msg":"reload"/);
     assert.match(out, /"msg":"drain_complete"/);
   });
+  it('writes the access line of a lone request to stdout within moments, not when a buffer fills', async () => {
+    const port = await freePort();
+    const admin = await freePort();
+    const f = path.join(dir, 'quiet.yaml');
+    writeFileSync(f, `version: 1\nadmin: { address: 127.0.0.1:${admin} }\nlisteners:\n  - name: a\n    address: 127.0.0.1:${port}\n    upstream: u\nupstreams:\n  u: { url: "${up.origin}" }\n`);
+    const child = spawn(process.execPath, [cli, '--config', f], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    const lines = (): { msg: string; path?: string }[] => out.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { msg: string; path?: string });
+    try {
+      await waitFor(async () => (await request(`http://127.0.0.1:${admin}/readyz`)).status === 200);
+      assert.equal((await request(`http://127.0.0.1:${port}/lone`)).status, 200);
+      // One ~400-byte line is far below any write buffer: it must still arrive while the process runs.
+      await waitFor(async () => lines().some((l) => l.msg === 'request' && l.path === '/lone'), 5_000);
+      // A burst arrives whole, one JSON object per line, in the order the requests finished.
+      for (let i = 0; i < 200; i++) assert.equal((await request(`http://127.0.0.1:${port}/burst/${i}`)).status, 200);
+      await waitFor(async () => lines().filter((l) => l.path?.startsWith('/burst/')).length === 200, 5_000);
+      assert.deepEqual(
+        lines().filter((l) => l.path?.startsWith('/burst/')).map((l) => l.path),
+        Array.from({ length: 200 }, (_, i) => `/burst/${i}`),
+      );
+      assert.ok(child.exitCode === null, 'the process is still running');
+    } finally {
+      child.kill('SIGTERM');
+    }
+    assert.equal(await exited, 0);
+  });
 });
