@@ -46,10 +46,12 @@ ENV NODE_ENV=production \
 #   so V8 collects harder instead of the kernel OOM-killing the pod;
 # - max-semi-space-size=4 (MiB): under load the young generation is what
 #   grows RSS (Node's default lets it reach 64 MiB); 4 MiB semi-spaces cut peak
-#   RSS by ~30 MiB at no measurable CPU cost (bench/README.md, "Memory");
+#   RSS by ~40 MiB;
 # - MALLOC_ARENA_MAX=1: glibc gives each thread that allocates (V8's GC and
 #   compiler helpers) an arena of its own and keeps freed memory in each; one
 #   arena takes another ~12 MiB off private memory under load.
+# Together: ~55 MiB private / ~110 MiB resident instead of ~110 / ~165 under
+# load, for ~10 % more CPU per request (bench/README.md, "Memory").
 # Override NODE_OPTIONS in the pod spec when the memory limit changes.
 # `npm run bench` measures these settings in its "as shipped" row.
 ENV NODE_OPTIONS="--max-old-space-size=128 --max-semi-space-size=4" \
