@@ -140,7 +140,7 @@ export async function measure(url: string, pid: number | null, o: MeasureOptions
       p50Us: l.p50Us,
       p99Us: l.p99Us,
       peakRssBytes: pid === null ? null : peakRssBytes(pid),
-      peakPrivateBytes: priv === null ? null : priv.stop(),
+      peakPrivateBytes: priv === null ? null : priv.peak(),
       coresAtRate: pid === null ? null : (cpu3 - cpu2) / wallUs,
       failures: t.failures + l.failures,
     };

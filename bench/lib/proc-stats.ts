@@ -24,44 +24,48 @@ export function cpuMicros(pid: number): number {
   return (ticks * 1e6) / CLK_TCK;
 }
 
-/** VmHWM: the peak resident set since the process started, in bytes; null if unreadable. */
-export function peakRssBytes(pid: number): number | null {
+/** A `kB` field of /proc/PID/status, in bytes; null if unreadable (the process is gone). */
+function statusBytes(pid: number, field: 'VmHWM' | 'RssAnon'): number | null {
   try {
-    const m = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m?.[1] === undefined ? null : Number(m[1]) * 1024;
   } catch {
     return null;
   }
+}
+
+/** VmHWM: the peak resident set since the process started, in bytes; null if unreadable. */
+export function peakRssBytes(pid: number): number | null {
+  return statusBytes(pid, 'VmHWM');
 }
 
 /** RssAnon: resident memory that is the process's own (heap, stacks, malloc), not file pages shared with other processes; bytes, or null. */
 export function privateRssBytes(pid: number): number | null {
-  try {
-    const m = /^RssAnon:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m?.[1] === undefined ? null : Number(m[1]) * 1024;
-  } catch {
-    return null;
-  }
+  return statusBytes(pid, 'RssAnon');
 }
 
 /**
  * Linux keeps a peak for the whole resident set (VmHWM) but not for its
- * private part, so that one is sampled: every `everyMs` until stop(), which
- * returns the largest value seen (null if nothing could be read).
+ * private part, so that one is sampled every `everyMs`: peak() takes one more
+ * sample and returns the largest seen (null if nothing could be read);
+ * stop() ends the sampling.
  */
-export function watchPrivatePeak(pid: number, everyMs = 100): { stop(): number | null } {
-  let peak: number | null = privateRssBytes(pid);
-  const timer = setInterval(() => {
+export function watchPrivatePeak(pid: number, everyMs = 100): { peak(): number | null; stop(): void } {
+  let peak: number | null = null;
+  const sample = (): void => {
     const v = privateRssBytes(pid);
     if (v !== null && (peak === null || v > peak)) peak = v;
-  }, everyMs);
+  };
+  sample();
+  const timer = setInterval(sample, everyMs);
   timer.unref();
   return {
+    peak() {
+      sample();
+      return peak;
+    },
     stop() {
       clearInterval(timer);
-      const v = privateRssBytes(pid);
-      if (v !== null && (peak === null || v > peak)) peak = v;
-      return peak;
     },
   };
 }

@@ -15,7 +15,7 @@ export interface Routable<R> {
 }
 
 export class Router<R> {
-  readonly #byHost = new Map<string, readonly Routable<R>[]>();
+  readonly #byHost = new Map<string, Routable<R>[]>();
   /** Routes that may match a host not named by any exact-host route. */
   readonly #other: readonly Routable<R>[];
 
@@ -25,7 +25,7 @@ export class Router<R> {
     // route is appended to every host's list. O(routes + hosts × wildcards),
     // not O(hosts × routes): 1,000 host routes build in well under a millisecond.
     const other: Routable<R>[] = [];
-    const byHost = this.#byHost as Map<string, Routable<R>[]>;
+    const byHost = this.#byHost;
     for (const r of routes) {
       const h = r.config.match.host;
       if (h?.kind === 'exact') {

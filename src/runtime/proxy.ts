@@ -179,7 +179,7 @@ export class Proxy {
       this.lastReload = { at, ok: false, errors };
       this.metrics.reload('failure');
       this.logger.error({ trigger, errors }, 'reload_failed');
-      return { result: 'failure', hash: this.#runtime.config.source.hash, errors };
+      return { result: 'failure', hash: running, errors };
     }
     const next = loaded.config;
     try {
