@@ -24,7 +24,7 @@ const BATCH_MS = 50;
  * Gathers lines and hands them to sonic-boom in batches. sonic-boom measures
  * the byte length of its whole pending buffer on every write, so many small
  * writes cost quadratic time in the lines per batch (~5 µs per access line
- * under load); one write per batch costs ~1 µs per line. The timer also
+ * under load); one write per batch costs 1–3 µs per line. The timer also
  * bounds how long a line waits: sonic-boom's own `minLength` would hold a
  * line until 4 KiB had gathered, minutes on a sidecar that sees little traffic.
  */
