@@ -87,7 +87,13 @@ export function compile(raw: RawConfig): Compiled {
       name,
       address: need(L.address, 'listener address'),
       routes,
-      limits: { headerSize: need(limits.headerSize, 'limits.headerSize'), bodySize: need(limits.bodySize, 'limits.bodySize') },
+      limits: {
+        headerSize: need(limits.headerSize, 'limits.headerSize'),
+        bodySize: need(limits.bodySize, 'limits.bodySize'),
+        headerTimeout: need(limits.headerTimeout, 'limits.headerTimeout'),
+        requestTimeout: need(limits.requestTimeout, 'limits.requestTimeout'),
+      },
+      underscoreHeaders: L.underscoreHeaders ?? 'drop',
     });
   });
   const admin = need(top.admin, 'admin');

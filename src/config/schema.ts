@@ -272,8 +272,10 @@ export const limitsSchema = object(
   {
     headerSize: size({ min: 1 }, { default: '16KiB', description: 'Largest request head; beyond it 431 header_too_large.' }),
     bodySize: nullable(size(), { default: null, description: 'Largest request body; beyond it 413 request_too_large; null: unlimited.' }),
+    headerTimeout: duration({ min: 1 }, { default: '10s', description: 'A request head must arrive whole within this from its first byte; beyond it 408 and the connection closes.' }),
+    requestTimeout: duration({}, { default: '5m', description: 'A whole request, head and body, must arrive within this; beyond it 408 (or a close, once the answer started). 0: no bound (a route still bounds what it reads by timeout.total and idle).' }),
   },
-  { description: 'Request size limits.' },
+  { description: 'Request size and arrival-time limits.' },
 );
 
 export const listenerSchema = object(
@@ -283,6 +285,10 @@ export const listenerSchema = object(
     routes: list(routeSchema, { description: 'Routes, first match wins.' }),
     upstream: upstreamRef({ description: 'Shorthand for one catch-all route, named like the listener.' }),
     limits: limitsSchema,
+    underscoreHeaders: oneOf(['drop', 'allow', 'reject'] as const, {
+      default: 'drop',
+      description: 'Request header names with "_": drop them (built-in, as nginx does: some servers read Content_Length as Content-Length), pass them on, or answer 400.',
+    }),
   },
   { ref: 'listener', exactlyOne: [['routes', 'upstream']], description: 'A port the service sends its outbound HTTP to.' },
 );

@@ -221,7 +221,18 @@ export interface ListenerConfig {
   readonly name: string;
   readonly address: ListenerAddress;
   readonly routes: readonly RouteConfig[];
-  readonly limits: { readonly headerSize: Bytes; readonly bodySize: Bytes | null };
+  readonly limits: ListenerLimits;
+  /** Request header names containing "_": dropped (built-in), passed on, or refused with 400. */
+  readonly underscoreHeaders: 'drop' | 'allow' | 'reject';
+}
+
+export interface ListenerLimits {
+  readonly headerSize: Bytes;
+  readonly bodySize: Bytes | null;
+  /** The request head must arrive within this (ms). */
+  readonly headerTimeout: number;
+  /** The whole request must arrive within this (ms); 0: unbounded. */
+  readonly requestTimeout: number;
 }
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
