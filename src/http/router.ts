@@ -40,6 +40,16 @@ export class Router<R> {
     this.#other = other;
   }
 
+  /**
+   * Does some route's host condition accept `host` (path, method and headers
+   * aside)? What `CONNECT host:80` needs to open a tunnel (SPEC §10.3).
+   */
+  hasHost(host: string): boolean {
+    const candidates = this.#byHost.get(host) ?? this.#other;
+    for (let i = 0; i < candidates.length; i++) if (hostMatches(candidates[i]!.config.match, host)) return true;
+    return false;
+  }
+
   /** `host` lower-case without port; `path` without query; `method` upper-case. */
   match(host: string, path: string, method: string, req: HasHeaders): Routable<R> | null {
     const candidates = this.#byHost.get(host) ?? this.#other;
@@ -56,16 +66,16 @@ export interface HasHeaders {
   readonly headers: IncomingHttpHeaders;
 }
 
-function matches(m: RouteMatch, host: string, path: string, method: string, req: HasHeaders): boolean {
+function hostMatches(m: RouteMatch, host: string): boolean {
   const h = m.host;
-  if (h !== null) {
-    if (h.kind === 'exact') {
-      if (host !== h.host) return false;
-    } else if (!(host.length > h.suffix.length && host.endsWith(h.suffix))) {
-      // `*.suffix` needs at least one label before the suffix, never the bare suffix.
-      return false;
-    }
-  }
+  if (h === null) return true;
+  if (h.kind === 'exact') return host === h.host;
+  // `*.suffix` needs at least one label before the suffix, never the bare suffix.
+  return host.length > h.suffix.length && host.endsWith(h.suffix);
+}
+
+function matches(m: RouteMatch, host: string, path: string, method: string, req: HasHeaders): boolean {
+  if (!hostMatches(m, host)) return false;
   if (m.pathPrefix !== null && !path.startsWith(m.pathPrefix)) return false;
   if (m.methods !== null && !m.methods.has(method)) return false;
   if (m.headers !== null) {
