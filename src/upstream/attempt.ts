@@ -68,11 +68,16 @@ export class UpstreamReply implements Dispatcher.DispatchHandler {
   exhausted = false;
 
   #state = PENDING;
+  /** The upstream's response ended while still held (HEAD, 204, 304, an empty body): commit sends the head and ends. */
+  #ended = false;
+  /** The attempt timer that is armed is the request's `total` deadline, not `perTry` (decided when armed). */
+  #timerIsTotal = false;
   #controller: DispatchController | null = null;
   #abortReason: Error | null = null;
   #timer: NodeJS.Timeout | null = null;
   #resolve: ((r: UpstreamReply) => void) | null = null;
   #resume: (() => void) | null = null;
+  #released = false;
 
   constructor(ex: Exchange, stage: AttemptStage, endpoint: EndpointRuntime) {
     this.ex = ex;
@@ -96,6 +101,11 @@ export class UpstreamReply implements Dispatcher.DispatchHandler {
       this.#fail(new AttemptTimeoutError(true));
       return p;
     }
+    // Which deadline this timer is, is fixed now: node's timers count from
+    // the event loop's cached clock, so recomputing it from performance.now()
+    // when the timer fires can mistake the total deadline for a (retriable)
+    // perTry expiry under load. SPEC §4.1: without perTry, never retried.
+    this.#timerIsTotal = total;
     this.#timer = setTimeout(onAttemptTimer, ms, this);
     const headers = ex.upstreamHeaders;
     if (ex.hostIndex >= 0) headers[ex.hostIndex] = this.stage.preserveHost ? ex.originalHost : this.endpoint.endpoint.authority;
@@ -123,8 +133,7 @@ export class UpstreamReply implements Dispatcher.DispatchHandler {
   timedOut(): void {
     this.#timer = null;
     if (this.#state !== PENDING) return;
-    const err = new AttemptTimeoutError(this.ex.deadline - performance.now() <= 1);
-    this.abort(err);
+    this.abort(new AttemptTimeoutError(this.#timerIsTotal));
   }
 
   /**
@@ -187,6 +196,15 @@ export class UpstreamReply implements Dispatcher.DispatchHandler {
 
   onResponseEnd(): void {
     const state = this.#state;
+    if (state === HEAD) {
+      // No body (HEAD, 204, 304, Content-Length: 0): undici ends the
+      // response although it is paused. The head is still waiting for the
+      // layers' decision; commit() sends it and ends at once.
+      this.#ended = true;
+      this.#clearTimer();
+      this.#release();
+      return;
+    }
     this.#finish();
     if (state === STREAMING) this.ex.res.end();
   }
@@ -218,9 +236,14 @@ export class UpstreamReply implements Dispatcher.DispatchHandler {
     }
     const ex = this.ex;
     const res = ex.res;
-    this.#state = STREAMING;
     ex.status = this.status;
-    res.writeHead(this.status, responseHeaders(this.headers!, ex.requestId));
+    res.writeHead(this.status, responseHeaders(this.headers!, ex, this.status, this.endpoint.endpoint.authority));
+    if (this.#ended) {
+      this.#state = DONE;
+      res.end();
+      return;
+    }
+    this.#state = STREAMING;
     // The idle watchdog: one timer per streaming response, refreshed per chunk.
     if (this.stage.idle > 0) this.#timer = setTimeout(onIdleTimer, this.stage.idle, this);
     this.#controller?.resume();
@@ -229,6 +252,10 @@ export class UpstreamReply implements Dispatcher.DispatchHandler {
   /** Drop this response (a retry follows): read a small body to keep the connection, abort a large one. */
   discard(): void {
     if (this.#state !== HEAD) return;
+    if (this.#ended) {
+      this.#state = DONE;
+      return;
+    }
     const len = Number(this.headers?.['content-length'] ?? Infinity);
     if (len <= DRAIN_LIMIT) {
       this.#state = DISCARDING;
@@ -260,6 +287,8 @@ export class UpstreamReply implements Dispatcher.DispatchHandler {
   }
 
   #release(): void {
+    if (this.#released) return;
+    this.#released = true;
     this.endpoint.inflight--;
     if (this.ex.current === this) this.ex.current = null;
   }
@@ -289,10 +318,14 @@ export class IdleTimeoutError extends Error {
 
 /**
  * The upstream's headers as the client gets them: hop-by-hop removed (and
- * whatever its Connection header lists), `x-request-id` set. Built as a flat
- * [name, value, …] list, which node writes without another copy.
+ * whatever its Connection header lists), `x-request-id` set, no
+ * Content-Length on a 204 (RFC 9110 §8.6), and a `Location` or
+ * `Content-Location` on the answering endpoint's own authority rewritten to
+ * the authority the client used (nginx's `proxy_redirect default`), so a
+ * client that follows a redirect comes back through breakwater. Built as a
+ * flat [name, value, …] list, which node writes without another copy.
  */
-function responseHeaders(h: IncomingHttpHeaders, requestId: string): string[] {
+function responseHeaders(h: IncomingHttpHeaders, ex: Exchange, status: number, endpoint: string): string[] {
   const listed = h.connection === undefined ? null : connectionListed(h.connection);
   const out: string[] = [];
   for (const name in h) {
@@ -300,9 +333,37 @@ function responseHeaders(h: IncomingHttpHeaders, requestId: string): string[] {
     if (listed !== null && listed.has(name)) continue;
     const v = h[name];
     if (v === undefined) continue;
-    if (typeof v === 'string') out.push(name, v);
-    else for (let i = 0; i < v.length; i++) out.push(name, v[i]!);
+    if (typeof v === 'string') {
+      if (name === 'location' || name === 'content-location') out.push(name, rewriteLocation(v, endpoint, ex.originalHost));
+      else if (name === 'content-length' && status === 204) continue;
+      else out.push(name, v);
+    } else for (let i = 0; i < v.length; i++) out.push(name, v[i]!);
   }
-  out.push('x-request-id', requestId);
+  // A HEAD answer says how a GET would be framed. With neither length nor
+  // chunked, clients (llhttp) read it as close-delimited and drop the
+  // connection; the GET would be chunked on this connection too.
+  if (ex.method === 'HEAD' && h['transfer-encoding'] !== undefined && h['content-length'] === undefined) out.push('transfer-encoding', 'chunked');
+  out.push('x-request-id', ex.requestId);
   return out;
+}
+
+/**
+ * `http://ENDPOINT/path` → `http://CLIENT-AUTHORITY/path` when ENDPOINT is the
+ * endpoint's `host:port` (or its host alone when the port is 80); any other
+ * value is returned as is.
+ */
+export function rewriteLocation(value: string, endpoint: string, clientAuthority: string): string {
+  if (clientAuthority === '' || value.length < 8) return value;
+  if (value.slice(0, 7).toLowerCase() !== 'http://') return value;
+  const start = 7;
+  let end = start;
+  while (end < value.length) {
+    const c = value.charCodeAt(end);
+    if (c === 47 || c === 63 || c === 35) break; // / ? #
+    end++;
+  }
+  const authority = value.slice(start, end).toLowerCase();
+  const ep = endpoint.toLowerCase();
+  if (authority !== ep && !(ep.endsWith(':80') && authority === ep.slice(0, -3))) return value;
+  return `http://${clientAuthority}${value.slice(end)}`;
 }

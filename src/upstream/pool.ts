@@ -7,6 +7,7 @@
  */
 import { Pool } from 'undici';
 import type { BalanceMode, Endpoint, Millis } from '../config/types.ts';
+import { connectorSkippingContinue } from './interim.ts';
 
 export interface PoolOptions {
   readonly connections: number;
@@ -24,7 +25,7 @@ export function createPool(origin: string, o: PoolOptions): Pool {
     keepAliveTimeout: o.keepAlive,
     // The longest keep-alive an upstream's `Keep-Alive: timeout=` hint may raise us to.
     keepAliveMaxTimeout: Math.max(o.keepAlive, 600_000),
-    connect: { timeout: o.connectTimeout },
+    connect: connectorSkippingContinue({ timeout: o.connectTimeout }),
     pipelining: 1,
     // breakwater's own perTry/idle timers govern; undici's defaults (300 s) would
     // only get in the way of long streams.
