@@ -13,8 +13,16 @@ import { matches } from '../../pipeline/classify.ts';
  * retriable whatever its method.
  */
 export function isRetriable(policy: RetryConfig, kind: OutcomeKind, status: number, method: string, idempotencyKey: boolean): boolean {
-  if (kind === 'success') return false;
-  if (!matches(policy.on, kind, status)) return false;
+  return isRetriableKind(policy, kind, status) && methodMayRetry(policy, kind, method, idempotencyKey);
+}
+
+/** The outcome is one `on` lists (whatever the method). */
+export function isRetriableKind(policy: RetryConfig, kind: OutcomeKind, status: number): boolean {
+  return kind !== 'success' && matches(policy.on, kind, status);
+}
+
+/** The request's method (or its idempotency key) allows a retry of this kind. */
+export function methodMayRetry(policy: RetryConfig, kind: OutcomeKind, method: string, idempotencyKey: boolean): boolean {
   return kind === 'connect_failure' || idempotencyKey || policy.methods.has(method);
 }
 

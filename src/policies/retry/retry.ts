@@ -3,11 +3,17 @@
  * one is final, and returns the last attempt unchanged when retries run out.
  *
  * Order of checks for a failed attempt, each a reason to stop:
- *   pure decision (`isRetriable`) → replayable body → `maxRetries` →
- *   breaker open (remaining retries abandoned) → the delay (backoff or
- *   Retry-After) fits in what is left of `total` → the retry budget.
+ *   pure decision (`isRetriableKind`, then the method) → the request's
+ *   `total` ran out → replayable body → `maxRetries` → breaker open
+ *   (remaining retries abandoned) → the delay (backoff or Retry-After) fits
+ *   in what is left of `total` → the retry budget.
  * The budget is spent last so that a retry that would not happen anyway does
  * not consume it.
+ *
+ * A retriable failure that is not retried always says why in the access
+ * log: `retry_method` (the method may not be retried), `retry_body_too_large`
+ * (set when the body was streamed), `retries_exhausted`, `retry_circuit_open`,
+ * `retry_deadline` (the wait would not fit in `total`), `retry_budget_exhausted`.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { RetryConfig } from '../../config/types.ts';
@@ -15,7 +21,8 @@ import type { Exchange, Handler, Layer } from '../../pipeline/exchange.ts';
 import type { UpstreamReply } from '../../upstream/attempt.ts';
 import { backoffDelay } from './backoff.ts';
 import type { RetryBudget } from './budget.ts';
-import { isRetriable, retryReason } from './decide.ts';
+import { AttemptTimeoutError } from '../../pipeline/classify.ts';
+import { isRetriableKind, methodMayRetry, retryReason } from './decide.ts';
 import { parseRetryAfter } from './retry-after.ts';
 
 export interface RetryParams {
@@ -40,8 +47,15 @@ export function retryLayer(p: RetryParams): Layer {
         const r = (await next(ex)) as UpstreamReply;
         if (ex.clientAborted) return r;
         const kind = r.kind;
-        if (!isRetriable(policy, kind, r.status, ex.method, ex.idempotencyKey)) return r;
-        // A streamed body was consumed by the first attempt: it cannot be replayed.
+        if (!isRetriableKind(policy, kind, r.status)) return r;
+        if (!methodMayRetry(policy, kind, ex.method, ex.idempotencyKey)) {
+          if (policy.maxRetries > 0) ex.flag('retry_method');
+          return r;
+        }
+        // The request's own deadline ran out: there is nothing left to retry in.
+        if (r.error instanceof AttemptTimeoutError && r.error.total) return r;
+        // A streamed body was consumed by the first attempt: it cannot be
+        // replayed (already flagged retry_body_too_large when it was read).
         if (ex.body !== null && !Buffer.isBuffer(ex.body)) return r;
         if (retries >= policy.maxRetries) {
           if (policy.maxRetries > 0) {
@@ -50,17 +64,26 @@ export function retryLayer(p: RetryParams): Layer {
           }
           return r;
         }
-        if (breaker !== null && breaker.isOpen()) return r;
+        if (breaker !== null && breaker.isOpen()) {
+          ex.flag('retry_circuit_open');
+          return r;
+        }
         let delay: number;
         const ra = policy.respectRetryAfter && (r.status === 429 || r.status === 503) ? parseRetryAfter(r.headers?.['retry-after'], Date.now()) : null;
         if (ra !== null) {
           // The upstream said when to come back; if that is past our deadline,
           // its answer is the best we have.
-          if (ra >= ex.remaining()) return r;
+          if (ra >= ex.remaining()) {
+            ex.flag('retry_deadline');
+            return r;
+          }
           delay = ra;
         } else {
           delay = backoffDelay(policy.backoff, retries + 1);
-          if (delay >= ex.remaining()) return r;
+          if (delay >= ex.remaining()) {
+            ex.flag('retry_deadline');
+            return r;
+          }
         }
         if (budget !== null && !budget.tryAcquire()) {
           ex.flag('retry_budget_exhausted');
