@@ -41,6 +41,9 @@ export const DURATION_BUCKETS: readonly number[] = Object.freeze([
 
 export const PREFIX = 'breakwater_';
 
+/** prom-client defaults that fail `promtool check metrics`; see the constructor. */
+const LINT_FAILING_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
 export type MetricType = 'counter' | 'gauge' | 'histogram';
 
 export interface MetricSpec {
@@ -601,7 +604,14 @@ export class Metrics {
     // NOTE: the cast is the one place the families meet prom-client's types:
     // the Registry only calls `get()` (and `reset()`), which they implement.
     for (const f of this.#f.all) this.registry.registerMetric(f as unknown as PromMetric);
-    if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
+    if (opts.defaultMetrics ?? true) {
+      collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
+      // prom-client exports these three totals as gauges named `_total`,
+      // which `promtool check metrics` rejects (a `_total` suffix promises a
+      // counter). Nothing is lost: each is the sum of the same family's
+      // by-type gauge (`nodejs_active_handles{type}` ...), kept.
+      for (const name of LINT_FAILING_DEFAULTS) this.registry.removeSingleMetric(PREFIX + name);
+    }
     // All three results exist from the start, so `increase()` sees the first failure.
     this.#reloads = {
       success: this.#f.reloads.child('success'),
@@ -687,7 +697,11 @@ export class Metrics {
     retireWhere(this.#listeners, (k) => !listeners.has(k));
   }
 
+  /** Runs before every scrape: gauges read from live state (bulkhead occupancy) are set here, never pushed. */
+  beforeScrape: (() => void) | null = null;
+
   metricsText(): Promise<string> {
+    this.beforeScrape?.();
     return this.registry.metrics();
   }
 }

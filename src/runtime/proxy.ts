@@ -75,6 +75,11 @@ export class Proxy {
       this.logger.warn({ upstream, from, to }, 'circuit_transition');
     });
     this.#runtime = this.#build(config);
+    // Bulkhead gauges are read from the bulkheads at scrape time, so every
+    // path that takes or gives back a slot (HTTP, queue, tunnels) is counted.
+    this.metrics.beforeScrape = () => {
+      for (const [name, b] of this.registry.bulkheads) this.metrics.upstream(name).bulkhead(b.active, b.queued);
+    };
   }
 
   /** Build, bind every listener and the admin endpoint. Throws BindError (nothing left bound) if one cannot bind. */

@@ -13,8 +13,10 @@ export function bulkheadLayer(bulkhead: Bulkhead, onReject: () => void, onChange
     onChange();
   };
   const queued = async (ex: Exchange, next: Handler): Promise<Reply> => {
+    // The gauge is set once the request is in the queue, not before.
+    const waiting = bulkhead.enqueue(ex.signal);
     onChange();
-    const ok = await bulkhead.enqueue(ex.signal);
+    const ok = await waiting;
     onChange();
     if (!ok) {
       if (!ex.clientAborted) onReject();
