@@ -13,7 +13,11 @@ import type { HeaderRewrite } from '../config/types.ts';
 import type { Exchange } from '../pipeline/exchange.ts';
 import { connectionListed, isHopByHop } from './hop-by-hop.ts';
 
-export function buildBaseHeaders(ex: Exchange): void {
+/**
+ * `allowUnderscores` false (the built-in): header names with `_` are dropped,
+ * as nginx does — some servers read `Content_Length` as `Content-Length`.
+ */
+export function buildBaseHeaders(ex: Exchange, allowUnderscores = false): void {
   const req = ex.req;
   const raw = req.rawHeaders;
   let connection: string | undefined;
@@ -31,6 +35,7 @@ export function buildBaseHeaders(ex: Exchange): void {
     const value = raw[i + 1]!;
     if (isHopByHop(name)) continue;
     if (listed !== null && listed.has(name)) continue;
+    if (!allowUnderscores && name.includes('_')) continue;
     switch (name) {
       case 'host':
         host ??= value;

@@ -11,6 +11,10 @@ const HOP = new Set([
   'trailer',
   'transfer-encoding',
   'upgrade',
+  // Connection-specific by RFC 9113 §8.2.2 / RFC 7540 §3.2.1: a request
+  // asking to upgrade to h2c is served as HTTP/1.1, and its settings must
+  // not reach an upstream (h2c smuggling).
+  'http2-settings',
   // Not hop-by-hop by RFC, but breakwater answers it itself (node sends
   // `100 Continue`), and undici refuses to forward it.
   'expect',

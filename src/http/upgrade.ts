@@ -16,7 +16,8 @@ import type { ClientRequest, IncomingMessage } from 'node:http';
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import type httpProxy from 'http-proxy';
-import type { RouteConfig } from '../config/types.ts';
+import type { RouteConfig, UpstreamConfig } from '../config/types.ts';
+import { connectionListed, isHopByHop } from './hop-by-hop.ts';
 import { classifyError, classifyStatus, errorCodeFor } from '../pipeline/classify.ts';
 import { ADMIT, type CircuitBreaker } from '../policies/breaker/breaker.ts';
 import { BULKHEAD, type Bulkhead } from '../policies/bulkhead/bulkhead.ts';
@@ -26,6 +27,9 @@ import { stripPrefix } from './router.ts';
 
 export interface UpgradeDeps {
   readonly route: RouteConfig;
+  readonly upstream: UpstreamConfig;
+  /** The listener's rule for header names with `_` (drop or allow; reject was answered at the edge). */
+  readonly underscoreHeaders: 'drop' | 'allow' | 'reject';
   readonly balancer: Balancer;
   readonly breaker: CircuitBreaker | null;
   readonly bulkhead: Bulkhead | null;
@@ -144,7 +148,29 @@ export function upgradeHandler(deps: UpgradeDeps): (req: IncomingMessage, socket
     (req as TunnelRequest)[kTunnel] = tunnel;
     const ep = deps.balancer.pick().endpoint;
     if (deps.route.stripPrefix && deps.route.match.pathPrefix !== null) req.url = stripPrefix(req.url ?? '/', deps.route.match.pathPrefix);
-    req.headers['x-request-id'] = requestId;
-    proxyServer().ws(req, socket, head, { target: ep.origin }, (err: Error) => tunnel.failed(err));
+    upgradeHeaders(req, deps, requestId);
+    proxyServer().ws(req, socket, head, { target: ep.origin, changeOrigin: !deps.upstream.preserveHost }, (err: Error) => tunnel.failed(err));
   };
+}
+
+/**
+ * The handshake's headers as they go upstream: the same rules as every
+ * other request (SPEC §3) — hop-by-hop and Connection-listed headers
+ * removed (`Proxy-Authorization`, `Keep-Alive`, `TE`...), names with `_`
+ * dropped unless allowed, the upstream's `requestHeaders` applied — except
+ * that `Connection: upgrade` and `Upgrade` are what the handshake is.
+ */
+function upgradeHeaders(req: IncomingMessage, deps: UpgradeDeps, requestId: string): void {
+  const h = req.headers;
+  const listed = connectionListed(h.connection);
+  const upgrade = h.upgrade;
+  for (const name of Object.keys(h)) {
+    if (isHopByHop(name) || listed?.has(name) === true || (deps.underscoreHeaders !== 'allow' && name.includes('_'))) delete h[name];
+  }
+  if (upgrade !== undefined) h.upgrade = upgrade;
+  h.connection = 'upgrade';
+  const rw = deps.upstream.requestHeaders;
+  for (const name of rw.remove) delete h[name];
+  for (const [name, value] of rw.set) h[name] = value;
+  h['x-request-id'] = requestId;
 }

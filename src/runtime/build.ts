@@ -16,7 +16,7 @@
  * sits outside the upstream stage because a fallback upstream has its own.
  * Layers whose policy is off are left out, not skipped at run time.
  */
-import type { BreakwaterConfig, PolicySet, RouteConfig, UpstreamConfig } from '../config/types.ts';
+import type { BreakwaterConfig, ListenerConfig, PolicySet, RouteConfig, UpstreamConfig } from '../config/types.ts';
 import { renderFailure, respond } from '../http/respond.ts';
 import { buildBaseHeaders, applyRewrite } from '../http/forward-headers.ts';
 import { readBody } from '../http/body.ts';
@@ -148,16 +148,18 @@ class Builder {
     const ownBudget = r.policy.retry.budget !== null && !sameBudget(r.policy.retry.budget, u.retry.budget);
     const stage = this.#stage(u, r.policy, rm, ownBudget ? `route:${r.name}` : `upstream:${u.name}`);
     const handler = compose([this.#fallback(listener, r.name, r.policy, rm), routeBucket], stage.handler);
+    const listenerConfig = this.#config.listeners.find((l) => l.name === listener)!;
     const upgrade = upgradeHandler({
       route: r,
+      upstream: u,
+      underscoreHeaders: listenerConfig.underscoreHeaders,
       balancer: stage.balancer,
       breaker: stage.breaker,
       bulkhead: stage.bulkhead,
       onReject: (reason) => rm.rejected(reason),
       onAttempt: (kind, seconds) => stage.metrics.attempt(kind, seconds),
     });
-    const bodySize = this.#config.listeners.find((l) => l.name === listener)!.limits.bodySize;
-    return new RouteRuntime(r, u.name, handler, upgrade, rm, bodySize, this.#deps.logger);
+    return new RouteRuntime(r, u.name, handler, upgrade, rm, listenerConfig, this.#deps.logger);
   }
 
   #fallback(listener: string, route: string, policy: PolicySet, rm: RouteMetrics): Layer | null {
@@ -274,19 +276,21 @@ class RouteRuntime implements RouteEntry {
   readonly #metrics: RouteMetrics;
   readonly #logger: Logger;
   readonly #bodySize: number | null;
+  readonly #underscores: boolean;
   readonly #total: number;
   readonly #idle: number;
   readonly #bufferLimit: number;
   readonly #prefix: string | null;
 
-  constructor(config: RouteConfig, upstream: string, handler: Handler, upgrade: RouteEntry['upgrade'], metrics: RouteMetrics, bodySize: number | null, logger: Logger) {
+  constructor(config: RouteConfig, upstream: string, handler: Handler, upgrade: RouteEntry['upgrade'], metrics: RouteMetrics, listener: ListenerConfig, logger: Logger) {
     this.#config = config;
     this.#upstream = upstream;
     this.#handler = handler;
     this.upgrade = upgrade;
     this.#metrics = metrics;
     this.#logger = logger;
-    this.#bodySize = bodySize;
+    this.#bodySize = listener.limits.bodySize;
+    this.#underscores = listener.underscoreHeaders === 'allow';
     this.#total = config.policy.timeout.total;
     this.#idle = config.policy.timeout.idle;
     // No retries, no replay: stream any body straight through.
@@ -310,7 +314,7 @@ class RouteRuntime implements RouteEntry {
     ex.metrics = this.#metrics;
     ex.deadline = ex.start + this.#total;
     if (this.#prefix !== null) ex.upstreamPath = stripPrefix(ex.target, this.#prefix);
-    buildBaseHeaders(ex);
+    buildBaseHeaders(ex, this.#underscores);
     const body = await readBody(ex, this.#bufferLimit, this.#bodySize, this.#idle);
     if (body === 'too_large') {
       renderFailure(ex, 'request_too_large', 0, { connection: 'close' });
