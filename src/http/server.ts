@@ -284,6 +284,10 @@ export class ListenerServer {
     // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty
     // framing; answer it, then close.
     if (req.httpVersionMinor === 0 && req.headers['transfer-encoding'] !== undefined) res.shouldKeepAlive = false;
+    // An Upgrade other than WebSocket (h2c...) is served as plain HTTP/1.1,
+    // then the connection closes: node's parser stops reading a connection
+    // after any Upgrade head, so a request behind it would never be answered.
+    if (req.headers.upgrade !== undefined) res.shouldKeepAlive = false;
 
     if (this.draining) return this.#reject(ex, 'draining', true);
     if (bad) return this.#reject(ex, 'bad_request', true);
