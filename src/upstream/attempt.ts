@@ -194,7 +194,7 @@ export class UpstreamReply implements Dispatcher.DispatchHandler {
     }
   }
 
-  onResponseEnd(): void {
+  onResponseEnd(_controller: DispatchController, trailers?: IncomingHttpHeaders): void {
     const state = this.#state;
     if (state === HEAD) {
       // No body (HEAD, 204, 304, Content-Length: 0): undici ends the
@@ -206,7 +206,12 @@ export class UpstreamReply implements Dispatcher.DispatchHandler {
       return;
     }
     this.#finish();
-    if (state === STREAMING) this.ex.res.end();
+    if (state === STREAMING) {
+      // Trailers (gRPC-style status, checksums) go out in the last chunk of
+      // a chunked answer; node drops them from a length-delimited one.
+      if (trailers !== undefined && hasKeys(trailers)) this.ex.res.addTrailers(trailers as Record<string, string>);
+      this.ex.res.end();
+    }
   }
 
   onResponseError(_controller: DispatchController, err: Error): void {
@@ -307,6 +312,11 @@ export class UpstreamReply implements Dispatcher.DispatchHandler {
       this.#timer = null;
     }
   }
+}
+
+function hasKeys(o: object): boolean {
+  for (const _ in o) return true;
+  return false;
 }
 
 export class IdleTimeoutError extends Error {
