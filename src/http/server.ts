@@ -246,10 +246,10 @@ export class ListenerServer {
       });
     }
     for (const s of this.#sockets) {
-      if ((s as EdgeSocket)[kActive] == null && this.inflight === 0) s.end();
+      // Idle: a FIN once what was written is flushed. Busy past the timeout: cut.
+      if ((s as EdgeSocket)[kActive] == null) s.destroySoon();
       else s.destroy();
     }
-    this.server.closeAllConnections();
   }
 
   #onRequest = (req: IncomingMessage, res: ServerResponse): void => {
