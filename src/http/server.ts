@@ -351,9 +351,10 @@ function arrivalTimeouts(config: ListenerConfig): { headers: number; request: nu
   return { headers: requestTimeout > 0 ? Math.min(headerTimeout, requestTimeout) : headerTimeout, request: requestTimeout };
 }
 
+/** RFC 9110 §7.8: Upgrade is ignored in an HTTP/1.0 request. */
 function isWebSocketUpgrade(req: IncomingMessage): boolean {
   const u = req.headers.upgrade;
-  return u !== undefined && /(?:^|,)\s*websocket\s*(?:,|$)/i.test(u);
+  return u !== undefined && req.httpVersionMinor === 1 && /(?:^|,)\s*websocket\s*(?:,|$)/i.test(u);
 }
 
 /** Does the request carry a body? (RFC 9112 §6.3) */
@@ -501,21 +502,34 @@ function onClientError(err: NodeJS.ErrnoException & { rawPacket?: Buffer }, sock
     socket.destroy();
     return;
   }
-  // An earlier pipelined request still has its answer pending (or streaming):
-  // a raw error now would be read as that request's answer, or land inside
-  // its body. Close instead; the client retries what went unanswered. (When
-  // the pending answer is for the request whose body is malformed, it has
-  // not started, and the 400 below is that request's answer.)
-  const pending = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
-  if (pending != null && (pending.headersSent || pending.req.complete)) {
-    socket.destroy();
-    return;
+  const s = socket as EdgeSocket;
+  const active = s[kActive];
+  if (active != null) {
+    if (active.headersSent || active.req.complete) {
+      // An earlier request's answer is pending or streaming. It goes out
+      // first — the upstream may have executed that request, so dropping
+      // its answer would leave a client unable to tell whether a POST ran.
+      // Bytes after a request that closes the connection need no answer;
+      // anything else malformed gets its error after the earlier answers,
+      // then the connection closes.
+      if (err.code === 'HPE_CLOSED_CONNECTION') return;
+      const timedOut = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'HPE_HEADERS_TIMEOUT';
+      const code = clientErrorCode(err);
+      // A request that arrived too slowly behind an answer already under way: close once it is out.
+      (s[kWaiting] ??= []).push(timedOut ? () => socket.destroySoon() : () => writeRawError(socket, code, randomUUID()));
+      return;
+    }
+    // The request whose body is malformed is the one being answered: its
+    // answer has not started, and the error below is that answer.
   }
-  const code: ErrorCode = err.code === 'HPE_HEADER_OVERFLOW' ? 'header_too_large' : 'bad_request';
   if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'HPE_HEADERS_TIMEOUT') {
-    // Slow heads (slowloris): node's own 408.
+    // Slow heads and slow requests: 408 and close.
     socket.end('HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
     return;
   }
-  writeRawError(socket, code, randomUUID());
+  writeRawError(socket, clientErrorCode(err), randomUUID());
+}
+
+function clientErrorCode(err: NodeJS.ErrnoException): ErrorCode {
+  return err.code === 'HPE_HEADER_OVERFLOW' ? 'header_too_large' : 'bad_request';
 }
