@@ -132,6 +132,31 @@ upstreams:
     );
   });
 
+  it('answers a request executed upstream even when bytes after its Connection: close are malformed', async () => {
+    const r = await rawRequest(px.port('direct'), 'POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nokGET /b HTTP/1.1\r\nHost: x\r\n\r\n');
+    assert.deepEqual(statuses(r.raw), [200]);
+    assert.equal(r.closed, true);
+    assert.deepEqual(
+      up.requests.map((q) => q.url),
+      ['/a'],
+    );
+  });
+
+  it('answers a request executed upstream, then a 400 for the malformed request pipelined behind it', async () => {
+    const r = await rawRequest(px.port('direct'), 'GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\nContent-Length: zz\r\n\r\n');
+    assert.deepEqual(statuses(r.raw), [200, 400]);
+    assert.equal(r.closed, true);
+  });
+
+  it('ignores Upgrade on an HTTP/1.0 request (RFC 9110 §7.8)', async () => {
+    const r = await rawRequest(
+      px.port('direct'),
+      'GET /ws HTTP/1.0\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+    );
+    assert.match(r.raw, /^HTTP\/1\.1 200/);
+    assert.equal(up.requests[0]?.headers.upgrade, undefined);
+  });
+
   it('drops header names with underscores before the upstream (as nginx does)', async () => {
     const r = await rawRequest(px.port('direct'), 'GET /u HTTP/1.1\r\nHost: x\r\nContent_Length: 5\r\nX_Tenant: a\r\nX-Kept: 1\r\nConnection: close\r\n\r\n');
     assert.match(r.raw, /^HTTP\/1\.1 200/);
