@@ -4,6 +4,7 @@
  * simply absent), so one `validate` run lists every problem of the file.
  * Each rule reports at a config path; load.ts turns paths into line:column.
  */
+import { NEVER_LOGGED } from '../observability/never-logged.ts';
 import { policyLayers } from './compile.ts';
 import { innermost, mergeBlocks, type Layer } from './merge.ts';
 import { isWildcard } from './net.ts';
@@ -13,9 +14,6 @@ import { formatDuration } from './units.ts';
 import { childPath } from './yaml-nodes.ts';
 
 export type Report = (path: string, message: string) => void;
-
-/** Never logged whatever the config says: credentials. */
-export const NEVER_LOGGED = new Set(['authorization', 'cookie', 'proxy-authorization']);
 
 export function validateSemantics(raw: RawConfig, reportTo: Report): void {
   // A rule about an inherited block (defaults.fallback) would otherwise fire once per upstream.

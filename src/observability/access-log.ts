@@ -6,9 +6,7 @@
 import type { LogConfig } from '../config/types.ts';
 import type { Exchange } from '../pipeline/exchange.ts';
 import type { Logger } from './logger.ts';
-
-/** Never logged, whatever `log.headers` says (the config validator refuses them too). */
-const NEVER = new Set(['authorization', 'cookie', 'proxy-authorization', 'set-cookie']);
+import { NEVER_LOGGED } from './never-logged.ts';
 
 const EMPTY: readonly string[] = Object.freeze([]);
 
@@ -20,7 +18,7 @@ export class AccessLog {
   constructor(logger: Logger, cfg: LogConfig) {
     this.#logger = logger;
     this.#includeQuery = cfg.includeQuery;
-    this.#headers = cfg.headers.filter((h) => !NEVER.has(h));
+    this.#headers = cfg.headers.filter((h) => !NEVER_LOGGED.has(h));
   }
 
   write(ex: Exchange, status: number, durationMs: number): void {

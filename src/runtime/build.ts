@@ -24,7 +24,7 @@ import { Router, stripPrefix } from '../http/router.ts';
 import type { ExchangeObserver, ListenerRuntime, RouteEntry } from '../http/server.ts';
 import type { AccessLog } from '../observability/access-log.ts';
 import type { Logger } from '../observability/logger.ts';
-import type { Metrics, RouteMetrics, UpstreamMetrics } from '../observability/metrics.ts';
+import type { Metrics, RouteMetrics, UpstreamMetrics } from '../observability/metrics/index.ts';
 import { compose, type Exchange, type Handler, type Layer } from '../pipeline/exchange.ts';
 import { breakerLayer } from '../policies/breaker/admission.ts';
 import type { CircuitBreaker } from '../policies/breaker/breaker.ts';

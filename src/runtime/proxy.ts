@@ -17,7 +17,7 @@ import { AdminServer } from '../admin/server.ts';
 import { ListenerServer } from '../http/server.ts';
 import { AccessLog } from '../observability/access-log.ts';
 import { createLogger, type Logger, type LoggerHandle } from '../observability/logger.ts';
-import { Metrics } from '../observability/metrics.ts';
+import { Metrics } from '../observability/metrics/index.ts';
 import { buildRuntime, type Runtime } from './build.ts';
 import { newClaims, StateRegistry, type Claims } from './state.ts';
 

@@ -13,7 +13,7 @@ import YAML from 'yaml';
 import { loadConfigText } from '../../src/config/load.ts';
 import type { BreakwaterConfig } from '../../src/config/types.ts';
 import { createLogger } from '../../src/observability/logger.ts';
-import { Metrics } from '../../src/observability/metrics.ts';
+import { Metrics } from '../../src/observability/metrics/index.ts';
 import { buildRuntime } from '../../src/runtime/build.ts';
 import { StateRegistry } from '../../src/runtime/state.ts';
 import { Writable } from 'node:stream';

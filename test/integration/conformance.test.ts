@@ -12,7 +12,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { ProxyAgent, fetch as undiciFetch } from 'undici';
-import { Metrics } from '../../src/observability/metrics.ts';
+import { Metrics } from '../../src/observability/metrics/index.ts';
 import { rawRequest, request } from '../helpers/http.ts';
 import { assertNoLeaks, snapshotHandles } from '../helpers/leaks.ts';
 import { startProxy, type LogLine, type TestProxy } from '../helpers/proxy.ts';

@@ -405,7 +405,7 @@ describe('config validation rules', () => {
   });
 
   it('never logs credential headers', () => {
-    for (const h of ['authorization', 'Cookie', 'proxy-authorization']) {
+    for (const h of ['authorization', 'Cookie', 'proxy-authorization', 'Set-Cookie']) {
       const e = errorAt(`version: 1\nlog: { headers: [user-agent, ${h}] }\nlisteners: []\nupstreams: {}\n`, 'log.headers[1]');
       assert.match(e.message, /is never logged/);
     }

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import type { SyntaxNode } from '@lezer/common';
 import { parser } from '@prometheus-io/lezer-promql';
 import { parse as parseYaml } from 'yaml';
-import { CATALOGUE, Metrics, PREFIX } from '../../../src/observability/metrics.ts';
+import { CATALOGUE, Metrics, PREFIX } from '../../../src/observability/metrics/index.ts';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const read = (rel: string): string => readFileSync(root + rel, 'utf8');

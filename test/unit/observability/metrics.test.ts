@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { register as globalRegistry } from 'prom-client';
-import { CATALOGUE, DURATION_BUCKETS, METHODS, Metrics } from '../../../src/observability/metrics.ts';
+import { CATALOGUE, DURATION_BUCKETS, METHODS, Metrics } from '../../../src/observability/metrics/index.ts';
 
 // === a small reader of the Prometheus text format ===
 

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { getEventListeners } from 'node:events';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import type { BulkheadConfig } from '../../../src/config/types.ts';
-import { BULKHEAD, Bulkhead } from '../../../src/policies/bulkhead/bulkhead.ts';
-import { activeTimeouts } from './timers.ts';
+import type { BulkheadConfig } from '../../../../src/config/types.ts';
+import { BULKHEAD, Bulkhead } from '../../../../src/policies/bulkhead/bulkhead.ts';
+import { activeTimeouts } from '../timers.ts';
 
 const LONG = 60_000; // a queue timeout no test waits for: it must be cleared, not fire
 

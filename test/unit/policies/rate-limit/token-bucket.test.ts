@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import type { RateLimitConfig } from '../../../src/config/types.ts';
-import { TokenBucket } from '../../../src/policies/rate-limit/token-bucket.ts';
-import { ManualClock } from '../../../src/util/clock.ts';
-import { activeTimeouts } from './timers.ts';
+import type { RateLimitConfig } from '../../../../src/config/types.ts';
+import { TokenBucket } from '../../../../src/policies/rate-limit/token-bucket.ts';
+import { ManualClock } from '../../../../src/util/clock.ts';
+import { activeTimeouts } from '../timers.ts';
 
 function limit(tokens: number, periodMs: number, burst: number): RateLimitConfig {
   return {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { parseRetryAfter, RETRY_AFTER_CAP_MS } from '../../../src/policies/retry/retry-after.ts';
+import { parseRetryAfter, RETRY_AFTER_CAP_MS } from '../../../../src/policies/retry/retry-after.ts';
 
 // Sun, 06 Nov 1994 08:49:37 GMT — the RFC's own example date.
 const NOW = Date.UTC(1994, 10, 6, 8, 49, 37);

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import type { BackoffConfig, BackoffStrategy, Jitter } from '../../../src/config/types.ts';
-import { backoffDelay } from '../../../src/policies/retry/backoff.ts';
-import { activeTimeouts } from './timers.ts';
+import type { BackoffConfig, BackoffStrategy, Jitter } from '../../../../src/config/types.ts';
+import { backoffDelay } from '../../../../src/policies/retry/backoff.ts';
+import { activeTimeouts } from '../timers.ts';
 
 const cfg = (strategy: BackoffStrategy, base: number, max: number, jitter: Jitter = 'none'): BackoffConfig => ({
   strategy,

@@ -1,0 +1,54 @@
+/**
+ * The metrics catalogue (SPEC §8): every metric breakwater exports, declared
+ * once with its help text and label names, plus the bounded label
+ * vocabularies the handles use (methods, duration buckets). Nothing here
+ * holds a value; families.ts builds one family per entry.
+ */
+
+/** Methods that get their own label value; anything else is "OTHER" (labels are bounded). */
+export const METHODS: readonly string[] = Object.freeze(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH', 'TRACE', 'CONNECT']);
+export const METHOD_LABELS: readonly string[] = Object.freeze([...METHODS, 'OTHER']);
+
+/**
+ * Latency buckets, in seconds, for a sidecar: a loopback hop is well under a
+ * millisecond, a slow third-party API with retries takes tens of seconds
+ * (the built-in `timeout.total` is 15s).
+ */
+export const DURATION_BUCKETS: readonly number[] = Object.freeze([
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+]);
+
+export const PREFIX = 'breakwater_';
+
+export type MetricType = 'counter' | 'gauge' | 'histogram';
+
+export interface MetricSpec {
+  /** Without the prefix, as SPEC §8 writes it. */
+  readonly name: string;
+  readonly type: MetricType;
+  readonly labels: readonly string[];
+  readonly help: string;
+}
+
+const spec = (name: string, type: MetricType, labels: readonly string[], help: string): MetricSpec =>
+  Object.freeze({ name, type, labels: Object.freeze([...labels]), help });
+
+/** SPEC §8, in its order. Names are exported with `PREFIX`. */
+export const CATALOGUE: readonly MetricSpec[] = Object.freeze([
+  spec('requests_total', 'counter', ['listener', 'route', 'upstream', 'method', 'code'], 'Requests answered to clients, by the status sent.'),
+  spec('request_duration_seconds', 'histogram', ['listener', 'route', 'upstream', 'method', 'code_class'], 'From request arrival to the end of the response, as the client saw it.'),
+  spec('upstream_attempts_total', 'counter', ['upstream', 'result'], 'Attempts sent upstream, by classified outcome.'),
+  spec('upstream_attempt_duration_seconds', 'histogram', ['upstream'], 'From the start of one attempt to its response headers or failure.'),
+  spec('retries_total', 'counter', ['route', 'upstream', 'reason'], 'Retries made, by the outcome that was retried (timeout, connect_failure, reset or the status code).'),
+  spec('retry_budget_exhausted_total', 'counter', ['upstream'], 'Retries not made because the retry budget was spent.'),
+  spec('rejected_total', 'counter', ['route', 'upstream', 'reason'], 'Requests breakwater refused itself (rate_limited, bulkhead_full, circuit_open, no_route).'),
+  spec('circuit_state', 'gauge', ['upstream', 'state'], 'Circuit breaker state: 1 on the current state, 0 on the others.'),
+  spec('circuit_transitions_total', 'counter', ['upstream', 'from', 'to'], 'Circuit breaker state changes.'),
+  spec('bulkhead_active', 'gauge', ['upstream'], 'Requests holding a bulkhead slot.'),
+  spec('bulkhead_queued', 'gauge', ['upstream'], 'Requests waiting for a bulkhead slot.'),
+  spec('fallbacks_total', 'counter', ['route', 'upstream', 'kind'], 'Fallbacks served, by kind (upstream or response).'),
+  spec('inflight_requests', 'gauge', ['listener'], 'Requests in progress on a listener.'),
+  spec('config_reloads_total', 'counter', ['result'], 'Config reloads, by result (success, failure, unchanged).'),
+  spec('config_last_reload_success_timestamp_seconds', 'gauge', [], 'Unix time the running config was loaded.'),
+  spec('config_info', 'gauge', ['hash'], 'The running config: 1, labelled with its content hash.'),
+]);
