@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import { loadConfigFile } from './config/load.ts';
 import { describeConfig } from './config/describe.ts';
 import { BindError } from './http/server.ts';
+import { checkBuild } from './runtime/check.ts';
 import { Proxy } from './runtime/proxy.ts';
 import { watchConfig } from './config/watch.ts';
 
@@ -57,6 +58,12 @@ async function main(argv: string[]): Promise<number> {
       const unreadable = r.errors.some((e) => e.kind === 'read');
       if (!unreadable) process.stderr.write(`${r.errors.length} error(s): ${file} is not a valid breakwater config\n`);
       return unreadable ? 2 : 1;
+    }
+    try {
+      await checkBuild(r.config);
+    } catch (err) {
+      process.stderr.write(`${file}: the config is valid but does not build: ${(err as Error).message}\n`);
+      return 1;
     }
     process.stdout.write(describeConfig(r.config));
     return 0;

@@ -39,7 +39,7 @@ function spec(code: ErrorCode, status: number, flag: string | null, message: str
 
 export const ERRORS: Readonly<Record<ErrorCode, ErrorSpec>> = Object.freeze({
   no_route: spec('no_route', 404, 'no_route', 'no route matches this request'),
-  method_not_allowed: spec('method_not_allowed', 405, null, 'CONNECT is not supported'),
+  method_not_allowed: spec('method_not_allowed', 405, null, 'CONNECT is allowed only to port 80 of a host a route matches'),
   rate_limited: spec('rate_limited', 429, 'rate_limited', 'rate limit exceeded'),
   circuit_open: spec('circuit_open', 503, 'circuit_open', 'circuit breaker is open'),
   bulkhead_full: spec('bulkhead_full', 503, 'bulkhead_full', 'too many concurrent requests to the upstream'),
@@ -74,10 +74,12 @@ export interface Failure {
   readonly type: 'failure';
   readonly code: ErrorCode;
   readonly retryAfterMs: number;
+  /** The answer closes the connection (the rest of the request is not read). */
+  readonly close: boolean;
 }
 
-export function failure(code: ErrorCode, retryAfterMs = 0): Failure {
-  return { type: 'failure', code, retryAfterMs };
+export function failure(code: ErrorCode, retryAfterMs = 0, close = false): Failure {
+  return { type: 'failure', code, retryAfterMs, close };
 }
 
 /** The JSON body of a generated response (SPEC §4.7). */

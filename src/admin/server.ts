@@ -4,19 +4,38 @@
  * on fire, so it does no work beyond reading state.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { ListenerAddress } from '../config/types.ts';
+import type { BreakwaterConfig, ListenerAddress } from '../config/types.ts';
 import { BindError } from '../http/server.ts';
-import type { Proxy } from '../runtime/proxy.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { Metrics } from '../observability/metrics/index.ts';
+import type { StateRegistry } from '../runtime/state.ts';
+
+/**
+ * What the admin API reads and drives: the running proxy (runtime/proxy.ts),
+ * seen through only what the endpoints need, so the two modules do not
+ * import each other.
+ */
+export interface AdminTarget {
+  readonly config: BreakwaterConfig;
+  readonly loadedAt: Date;
+  readonly lastReload: { readonly at: string; readonly ok: boolean; readonly errors: readonly string[] } | null;
+  readonly registry: StateRegistry;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly ready: boolean;
+  readonly draining: boolean;
+  reload(trigger: string): Promise<{ readonly result: 'success' | 'failure' | 'unchanged'; readonly hash: string; readonly errors: readonly string[] }>;
+}
 
 const CIRCUIT = /^\/upstreams\/([^/]+)\/circuit$/;
 
 export class AdminServer {
-  readonly #proxy: Proxy;
+  readonly #proxy: AdminTarget;
   readonly #address: ListenerAddress;
   readonly server: http.Server;
   #port = 0;
 
-  constructor(proxy: Proxy, address: ListenerAddress) {
+  constructor(proxy: AdminTarget, address: ListenerAddress) {
     this.#proxy = proxy;
     this.#address = address;
     this.server = http.createServer({ keepAliveTimeout: 5_000, requestTimeout: 10_000 }, (req, res) => {
@@ -116,7 +135,7 @@ export class AdminServer {
   }
 }
 
-function upstreamsState(p: Proxy): Record<string, unknown> {
+function upstreamsState(p: AdminTarget): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [name, u] of p.config.upstreams) {
     const breaker = p.registry.breakers.get(name);

@@ -7,7 +7,8 @@ import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { ERRORS, REASON, errorBody, type ErrorCode } from '../errors.ts';
 import { errorCodeFor } from '../pipeline/classify.ts';
-import type { Exchange, Reply } from '../pipeline/exchange.ts';
+import type { Exchange } from '../pipeline/exchange.ts';
+import type { Reply } from '../pipeline/handler.ts';
 
 export function respond(ex: Exchange, reply: Reply): void {
   const res = ex.res;
@@ -18,7 +19,7 @@ export function respond(ex: Exchange, reply: Reply): void {
   if (reply.type === 'upstream') {
     if (reply.status !== 0) {
       if (ex.fallback !== null) res.setHeader('x-breakwater-fallback', ex.fallback);
-      reply.commit();
+      reply.commitTo(ex);
       return;
     }
     // The last attempt produced no response: breakwater answers itself.
@@ -27,8 +28,7 @@ export function respond(ex: Exchange, reply: Reply): void {
       renderFailure(ex, 'request_too_large', 0, { connection: 'close' });
       return;
     }
-    const err = reply.error as { total?: boolean } | null;
-    renderFailure(ex, err?.total === true ? 'timeout' : errorCodeFor(reply.kind), 0);
+    renderFailure(ex, errorCodeFor(reply.kind), 0);
     return;
   }
   if (reply.type === 'static') {
@@ -39,8 +39,10 @@ export function respond(ex: Exchange, reply: Reply): void {
     res.end(reply.body);
     return;
   }
-  renderFailure(ex, reply.code, reply.retryAfterMs);
+  renderFailure(ex, reply.code, reply.retryAfterMs, reply.close ? CLOSE : undefined);
 }
+
+const CLOSE = Object.freeze({ connection: 'close' });
 
 /** Writes a generated response (SPEC §4.7) and records the code on the exchange. */
 export function renderFailure(ex: Exchange, code: ErrorCode, retryAfterMs: number, extraHeaders?: Record<string, string>): void {

@@ -40,7 +40,7 @@ export interface ExchangeObserver {
 }
 
 /** Everything a listener needs from one config load. Swapped whole on reload. */
-export interface ListenerRuntime {
+export interface ListenerRoutes {
   readonly config: ListenerConfig;
   readonly router: Router<RouteEntry>;
   readonly observer: ExchangeObserver;
@@ -96,9 +96,9 @@ export class ListenerServer {
   #boundPort = 0;
   readonly #sockets = new Set<Socket>();
   #idleWaiters: (() => void)[] = [];
-  #current!: ListenerRuntime;
+  #current!: ListenerRoutes;
 
-  constructor(runtime: ListenerRuntime) {
+  constructor(runtime: ListenerRoutes) {
     this.current = runtime;
     this.address = runtime.config.address;
     const t = arrivalTimeouts(runtime.config);
@@ -140,12 +140,12 @@ export class ListenerServer {
     });
   }
 
-  get current(): ListenerRuntime {
+  get current(): ListenerRoutes {
     return this.#current;
   }
 
   /** A reload swaps the routes; the arrival bounds of a kept socket follow the new limits. */
-  set current(runtime: ListenerRuntime) {
+  set current(runtime: ListenerRoutes) {
     this.#current = runtime;
     if (this.server === undefined) return;
     const t = arrivalTimeouts(runtime.config);
@@ -313,7 +313,7 @@ export class ListenerServer {
     renderFailure(ex, code, 0, close ? { connection: 'close' } : undefined);
   }
 
-  #onClose(res: TrackedResponse, lr: ListenerRuntime, socket: EdgeSocket): void {
+  #onClose(res: TrackedResponse, lr: ListenerRoutes, socket: EdgeSocket): void {
     const ex = res[kEx]!;
     ex.finish(!res.writableFinished);
     this.inflight--;

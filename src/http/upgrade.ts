@@ -1,12 +1,16 @@
 /**
  * WebSocket (Upgrade) tunnels, through http-proxy, isolated in this module
- * (SPEC §3). A tunnel is subject to the breaker's admission, holds one
- * bulkhead slot for as long as it is open, must complete its handshake within
- * the route's connect + perTry budget, and is never retried (a half-open
- * bidirectional stream cannot be replayed).
+ * (SPEC §3). A tunnel takes the same guards' permits as an HTTP request to
+ * its upstream (policies/permit.ts), so observe mode, flags and gauges are
+ * the same: breaker admission, then one bulkhead slot held for as long as the
+ * tunnel is open (a tunnel never queues). The handshake must complete within
+ * the route's connect + perTry budget and is the tunnel's one attempt,
+ * recorded through the breaker permit; a tunnel is never retried (a
+ * bidirectional stream cannot be replayed). When it closes, one `tunnel` log
+ * line says what it was, how it ended, the bytes each way and its flags.
  *
- * http-proxy only tunnels `Upgrade: websocket`; other upgrade protocols are
- * refused by it (the socket is closed).
+ * Only `Upgrade: websocket` reaches this module (http/server.ts serves any
+ * other Upgrade as plain HTTP/1.1).
  *
  * http-proxy is loaded on the first upgrade, not at start: most sidecars
  * never tunnel, and it is resident memory (it loads node's https/tls stack)
@@ -16,11 +20,13 @@ import type { ClientRequest, IncomingMessage } from 'node:http';
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import type httpProxy from 'http-proxy';
-import type { RouteConfig, UpstreamConfig } from '../config/types.ts';
+import type { OutcomeKind, RouteConfig, UpstreamConfig } from '../config/types.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { BreakerGuard, BreakerPermit } from '../policies/breaker/permit.ts';
+import type { Bulkhead } from '../policies/bulkhead/bulkhead.ts';
+import type { Permit } from '../policies/permit.ts';
 import { connectionListed, isHopByHop } from './hop-by-hop.ts';
 import { classifyError, classifyStatus, errorCodeFor } from '../pipeline/classify.ts';
-import { ADMIT, type CircuitBreaker } from '../policies/breaker/breaker.ts';
-import { BULKHEAD, type Bulkhead } from '../policies/bulkhead/bulkhead.ts';
 import type { Balancer } from '../upstream/pool.ts';
 import { writeRawError } from './respond.ts';
 import { stripPrefix } from './router.ts';
@@ -31,10 +37,14 @@ export interface UpgradeDeps {
   /** The listener's rule for header names with `_` (drop or allow; reject was answered at the edge). */
   readonly underscoreHeaders: 'drop' | 'allow' | 'reject';
   readonly balancer: Balancer;
-  readonly breaker: CircuitBreaker | null;
+  /** The upstream's guards: the same objects, and the same permits, as its HTTP requests use. */
+  readonly breaker: BreakerGuard | null;
   readonly bulkhead: Bulkhead | null;
   readonly onReject: (reason: 'circuit_open' | 'bulkhead_full') => void;
-  readonly onAttempt: (kind: ReturnType<typeof classifyError>, seconds: number) => void;
+  readonly onAttempt: (kind: OutcomeKind, seconds: number) => void;
+  /** Where the `tunnel` line goes when the tunnel closes (null: access log off). */
+  readonly logger: Logger | null;
+  readonly listener: string;
 }
 
 const kTunnel = Symbol('breakwater.tunnel');
@@ -45,7 +55,7 @@ let shared: httpProxy | null = null;
 function proxyServer(): httpProxy {
   if (shared !== null) return shared;
   const load = createRequire(import.meta.url)('http-proxy') as typeof httpProxy;
-  const p = load.createProxyServer({ ws: true, xfwd: true, changeOrigin: true });
+  const p = load.createProxyServer({ ws: true, xfwd: true });
   p.on('proxyReqWs', (proxyReq: ClientRequest, req: IncomingMessage) => (req as TunnelRequest)[kTunnel]?.attach(proxyReq));
   // Errors are handled per call (the callback of ws()); this keeps an
   // unexpected one from becoming an uncaught 'error' event.
@@ -54,22 +64,31 @@ function proxyServer(): httpProxy {
   return p;
 }
 
+/** One open (or opening) tunnel: it holds the guards' permits until its socket closes. */
 class Tunnel {
   readonly #deps: UpgradeDeps;
   readonly #socket: Socket;
   readonly #requestId: string;
+  readonly #path: string;
+  readonly #endpoint: string;
   readonly #started = performance.now();
-  #probe = false;
-  #slot = false;
+  readonly #flags: string[];
+  #breaker: BreakerPermit | null;
+  #slot: Permit | null;
   #timer: NodeJS.Timeout | null = null;
   #settled = false;
+  #kind: OutcomeKind | 'pending' = 'pending';
+  #status = 0;
 
-  constructor(deps: UpgradeDeps, socket: Socket, requestId: string, probe: boolean, slot: boolean) {
+  constructor(deps: UpgradeDeps, socket: Socket, requestId: string, path: string, endpoint: string, breaker: BreakerPermit | null, slot: Permit | null, flags: string[]) {
     this.#deps = deps;
     this.#socket = socket;
     this.#requestId = requestId;
-    this.#probe = probe;
+    this.#path = path;
+    this.#endpoint = endpoint;
+    this.#breaker = breaker;
     this.#slot = slot;
+    this.#flags = flags;
     const t = deps.route.policy.timeout;
     this.#timer = setTimeout(() => this.#timeout(), Math.min(t.connect + t.perTry, t.total));
     socket.once('close', () => this.#closed());
@@ -84,14 +103,13 @@ class Tunnel {
     if (this.#settled) {
       // The tunnel was open (or already answered): an HTTP error response
       // would land inside the WebSocket stream. Just close it.
+      if (!this.#flags.includes('upstream_reset')) this.#flags.push('upstream_reset');
       this.#socket.destroy();
       return;
     }
     const kind = classifyError(err);
     this.#settle(kind, 0);
-    if (!this.#socket.destroyed) {
-      writeRawError(this.#socket, errorCodeFor(kind), this.#requestId);
-    }
+    if (!this.#socket.destroyed) writeRawError(this.#socket, errorCodeFor(kind), this.#requestId);
   }
 
   #timeout(): void {
@@ -101,53 +119,79 @@ class Tunnel {
     writeRawError(this.#socket, 'timeout', this.#requestId);
   }
 
-  #settle(kind: ReturnType<typeof classifyError>, status: number): void {
+  #settle(kind: OutcomeKind, status: number): void {
     if (this.#settled) return;
     this.#settled = true;
+    this.#kind = kind;
+    this.#status = status;
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
     this.#deps.onAttempt(kind, (performance.now() - this.#started) / 1000);
-    this.#deps.breaker?.record(kind, status, this.#probe);
-    this.#probe = false;
+    // The handshake is the tunnel's one attempt: recorded once, through the permit.
+    this.#breaker = this.#breaker?.record(kind, status) ?? null;
   }
 
   #closed(): void {
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
-    if (this.#probe) this.#deps.breaker?.cancelProbe();
-    this.#probe = false;
-    if (this.#slot) this.#deps.bulkhead?.release();
-    this.#slot = false;
+    this.#breaker?.release();
+    this.#breaker = null;
+    this.#slot?.release();
+    this.#slot = null;
+    const d = this.#deps;
+    d.logger?.info(
+      {
+        protocol: 'websocket',
+        requestId: this.#requestId,
+        listener: d.listener,
+        route: d.route.name,
+        upstream: d.upstream.name,
+        endpoint: this.#endpoint,
+        path: this.#path,
+        status: this.#status === 0 ? null : this.#status,
+        outcome: this.#kind === 'pending' ? 'client_abort' : this.#kind,
+        durationMs: Math.round((performance.now() - this.#started) * 1000) / 1000,
+        bytesIn: this.#socket.bytesRead,
+        bytesOut: this.#socket.bytesWritten,
+        flags: this.#flags,
+      },
+      'tunnel',
+    );
   }
 }
 
 /** Builds a route's upgrade handler once per config load. */
 export function upgradeHandler(deps: UpgradeDeps): (req: IncomingMessage, socket: Socket, head: Buffer, requestId: string) => void {
   return (req, socket, head, requestId) => {
-    let probe = false;
+    const flags: string[] = [];
+    // The same guards, in the same order, as an HTTP request (SPEC §4): breaker admission, then the bulkhead.
+    let breaker: BreakerPermit | null = null;
     if (deps.breaker !== null) {
-      const a = deps.breaker.admit();
-      if (a === ADMIT.REJECT) {
+      const p = deps.breaker.acquire();
+      if (p.type === 'failure') {
         deps.onReject('circuit_open');
         return writeRawError(socket, 'circuit_open', requestId);
       }
-      probe = a === ADMIT.PROBE;
+      if (p.observed !== null) flags.push(p.observed);
+      breaker = p;
     }
-    let slot = false;
+    let slot: Permit | null = null;
     if (deps.bulkhead !== null) {
-      const b = deps.bulkhead.tryAcquire();
+      const p = deps.bulkhead.acquire();
       // A tunnel does not queue: it would hold the client's socket waiting.
-      if (b === BULKHEAD.QUEUE || b === BULKHEAD.FULL) {
-        if (probe) deps.breaker?.cancelProbe();
+      if (p === 'queue' || p.type === 'failure') {
+        breaker?.release();
         deps.onReject('bulkhead_full');
         return writeRawError(socket, 'bulkhead_full', requestId);
       }
-      slot = true;
+      if (p.observed !== null) flags.push(p.observed);
+      slot = p;
     }
-    const tunnel = new Tunnel(deps, socket, requestId, probe, slot);
-    (req as TunnelRequest)[kTunnel] = tunnel;
     const ep = deps.balancer.pick().endpoint;
-    if (deps.route.stripPrefix && deps.route.match.pathPrefix !== null) req.url = stripPrefix(req.url ?? '/', deps.route.match.pathPrefix);
+    const path = req.url ?? '/';
+    const tunnel = new Tunnel(deps, socket, requestId, path.split('?')[0]!, ep.authority, breaker, slot, flags);
+    (req as TunnelRequest)[kTunnel] = tunnel;
+    if (deps.route.stripPrefix && deps.route.match.pathPrefix !== null) req.url = stripPrefix(path, deps.route.match.pathPrefix);
     upgradeHeaders(req, deps, requestId);
     proxyServer().ws(req, socket, head, { target: ep.origin, changeOrigin: !deps.upstream.preserveHost }, (err: Error) => tunnel.failed(err));
   };

@@ -9,8 +9,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { OutcomeKind } from '../config/types.ts';
-import type { Failure } from '../errors.ts';
-import type { UpstreamReply } from '../upstream/attempt.ts';
 
 const EMPTY_HEADERS: string[] = [];
 
@@ -27,17 +25,6 @@ export interface Try {
   readonly ms: number;
 }
 
-/** A static answer: a fallback `response` block. */
-export interface StaticReply {
-  readonly type: 'static';
-  readonly status: number;
-  readonly headers: Readonly<Record<string, string>>;
-  readonly body: string;
-}
-
-/** What a handler produces: an upstream response to stream, a static answer, or a failure to render. */
-export type Reply = UpstreamReply | StaticReply | Failure;
-
 /**
  * The request body as the upstream attempts see it:
  * - null: the request has no body;
@@ -46,12 +33,17 @@ export type Reply = UpstreamReply | StaticReply | Failure;
  */
 export type RequestBody = null | Buffer | Readable;
 
+/** A guard permit that records attempt outcomes (the breaker's). */
+export interface RecordingPermit {
+  record(kind: OutcomeKind, status: number): RecordingPermit;
+  release(): void;
+}
+
 export class Exchange {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
   readonly listener: string;
   readonly start: number;
-  readonly startedAt: number;
   readonly requestId: string;
   /** Upper-case request method. */
   readonly method: string;
@@ -102,8 +94,12 @@ export class Exchange {
   /** The client went away before the response was complete. */
   clientAborted = false;
   finished = false;
-  /** Set when a breaker admitted this request as a half-open probe and the probe has not been recorded yet. */
-  probe: { cancelProbe(): void } | null = null;
+  /**
+   * The upstream breaker's permit (policies/breaker/permit.ts), if it has a
+   * breaker: every attempt is recorded through it, and it is released when
+   * the exchange is over (a half-open probe never recorded gives its slot back).
+   */
+  breaker: RecordingPermit | null = null;
 
   #abort: AbortController | null = null;
   #releases: (() => void)[] | null = null;
@@ -115,7 +111,6 @@ export class Exchange {
     this.res = res;
     this.listener = listener;
     this.start = performance.now();
-    this.startedAt = Date.now();
     this.requestId = requestId;
     this.method = method;
     this.target = target;
@@ -167,9 +162,9 @@ export class Exchange {
       this.#abort?.abort();
       this.current?.abort(new ClientAbortError());
     }
-    if (this.probe !== null) {
-      this.probe.cancelProbe();
-      this.probe = null;
+    if (this.breaker !== null) {
+      this.breaker.release();
+      this.breaker = null;
     }
     const r = this.#releases;
     if (r !== null) {
@@ -189,27 +184,4 @@ export class ClientAbortError extends Error {
   constructor() {
     super('client went away');
   }
-}
-
-/** A handler takes an exchange and produces its reply. */
-export type Handler = (ex: Exchange) => Promise<Reply>;
-/** A layer wraps the next handler: built once per config load. */
-export type Layer = (next: Handler) => Handler;
-
-/**
- * Composes layers, first outermost, around the innermost handler. Layers that
- * do not apply are left out at build time (`null` entries are skipped), so the
- * request path never tests "is this policy on?".
- */
-export function compose(layers: readonly (Layer | null)[], inner: Handler): Handler {
-  let h = inner;
-  for (let i = layers.length - 1; i >= 0; i--) {
-    const layer = layers[i];
-    if (layer === null || layer === undefined) continue;
-    if (typeof layer !== 'function') throw new TypeError(`pipeline layer ${i} is not a function`);
-    const next = layer(h);
-    if (typeof next !== 'function') throw new TypeError(`pipeline layer ${i} did not return a handler`);
-    h = next;
-  }
-  return h;
 }

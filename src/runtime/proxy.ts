@@ -18,7 +18,7 @@ import { ListenerServer } from '../http/server.ts';
 import { AccessLog } from '../observability/access-log.ts';
 import { createLogger, type Logger, type LoggerHandle } from '../observability/logger.ts';
 import { Metrics } from '../observability/metrics/index.ts';
-import { buildRuntime, type Runtime } from './build.ts';
+import { buildRuntime, type Runtime, type RuntimePlan } from './build.ts';
 import { newClaims, StateRegistry, type Claims } from './state.ts';
 
 export interface ProxyOptions {
@@ -71,14 +71,16 @@ export class Proxy {
     this.registry = new StateRegistry((upstream, from, to) => {
       const um = this.metrics.upstream(upstream);
       um.circuitTransition(from, to);
-      um.circuitState(to);
       this.logger.warn({ upstream, from, to }, 'circuit_transition');
     });
-    this.#runtime = this.#build(config);
-    // Bulkhead gauges are read from the bulkheads at scrape time, so every
-    // path that takes or gives back a slot (HTTP, queue, tunnels) is counted.
+    const plan = this.#build(config);
+    plan.commit();
+    this.#runtime = plan.runtime;
+    // Guard gauges are read from the guards at scrape time, never pushed, so
+    // every path that changes them (HTTP, queue, tunnels, admin) is counted.
     this.metrics.beforeScrape = () => {
       for (const [name, b] of this.registry.bulkheads) this.metrics.upstream(name).bulkhead(b.active, b.queued);
+      for (const [name, b] of this.registry.breakers) this.metrics.upstream(name).circuitState(b.state);
     };
   }
 
@@ -130,11 +132,9 @@ export class Proxy {
     throw new Error(`no listener named "${listenerName}"`);
   }
 
-  #build(config: BreakwaterConfig): Runtime {
+  #build(config: BreakwaterConfig): RuntimePlan {
     const accessLog = config.log.access ? new AccessLog(this.logger, config.log) : null;
-    const rt = buildRuntime(config, { registry: this.registry, metrics: this.metrics, logger: this.logger, accessLog });
-    for (const [name, b] of this.registry.breakers) if (rt.claims.breakers.has(name)) this.metrics.upstream(name).circuitState(b.state);
-    return rt;
+    return buildRuntime(config, { registry: this.registry, metrics: this.metrics, logger: this.logger, accessLog });
   }
 
   /**
@@ -202,9 +202,14 @@ export class Proxy {
     return { result: 'success', hash: next.source.hash, errors: [] };
   }
 
-  /** Swap in an already validated config. New listeners are bound before anything changes; a bind failure changes nothing. */
+  /**
+   * Swap in an already validated config. The build changes nothing shared;
+   * new listeners are bound; only then is the plan committed and the
+   * runtime swapped. A bind failure discards the plan: nothing to roll back.
+   */
   async apply(next: BreakwaterConfig): Promise<void> {
-    const rt = this.#build(next);
+    const plan = this.#build(next);
+    const rt = plan.runtime;
     const added: ListenerServer[] = [];
     try {
       for (const [, lr] of rt.listeners) {
@@ -217,13 +222,10 @@ export class Proxy {
       if (this.draining) throw new Error('breakwater began draining during the reload');
     } catch (err) {
       await Promise.all(added.map((s) => s.close(0)));
-      // Building updated the shared state's thresholds in place: building the
-      // running config again puts them back, then whatever the failed build
-      // alone claimed is dropped.
-      this.#build(this.#runtime.config);
-      await this.#retainLive();
+      await plan.discard();
       throw err;
     }
+    plan.commit();
     // The swap: from here on every new request uses the new runtime.
     const keep = new Set<string>();
     for (const [, lr] of rt.listeners) {

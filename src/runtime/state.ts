@@ -54,17 +54,23 @@ export class StateRegistry {
   breaker(name: string, cfg: CircuitBreakerConfig, claims: Claims): CircuitBreaker {
     claims.breakers.add(name);
     let b = this.breakers.get(name);
-    if (b === undefined) {
-      b = new CircuitBreaker(name, cfg, { clock: this.clock, rotate: this.rotation });
-      this.breakers.set(name, b);
-      this.#unsubscribe.set(
-        name,
-        b.onTransition((from, to) => this.#onTransition(name, from, to)),
-      );
-    } else {
-      b.update(cfg);
-    }
+    if (b === undefined) this.adoptBreaker(name, (b = this.newBreaker(name, cfg)));
+    else b.update(cfg);
     return b;
+  }
+
+  /** A breaker on this registry's clock and rotation, not yet registered (runtime/plan.ts). */
+  newBreaker(name: string, cfg: CircuitBreakerConfig): CircuitBreaker {
+    return new CircuitBreaker(name, cfg, { clock: this.clock, rotate: this.rotation });
+  }
+
+  /** Registers a breaker made by `newBreaker`: from now on it is the one for `name`, and its transitions are reported. */
+  adoptBreaker(name: string, b: CircuitBreaker): void {
+    this.breakers.set(name, b);
+    this.#unsubscribe.set(
+      name,
+      b.onTransition((from, to) => this.#onTransition(name, from, to)),
+    );
   }
 
   bulkhead(name: string, cfg: BulkheadConfig, claims: Claims): Bulkhead {

@@ -1,26 +1,27 @@
 /**
  * One attempt: the innermost handler. Picks an endpoint, dispatches through its
  * undici pool, enforces perTry (capped by what is left of `total`), and
- * classifies what happened. The response body is NOT read here: on headers the
- * attempt pauses and resolves; the retry layer then either discards it (to try
- * again) or hands it to the rescue point, which commits it to the client.
- *
- * Streaming goes straight from undici's dispatch callbacks into the server
- * response (no intermediate stream objects: see PERF notes in bench/README.md),
- * with backpressure both ways: a client that reads slowly pauses the upstream.
+ * classifies what happened. On the response head it holds the body and
+ * resolves as an UpstreamResponse (pipeline/upstream-response.ts): the layers
+ * above then either discard it or the rescue point commits it to the client,
+ * and from then on the body is streamed by http/relay.ts. This object is the
+ * attempt's undici dispatch handler too: one object per attempt, the only
+ * unavoidable allocation besides undici's own.
  */
 import type { IncomingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { OutcomeKind } from '../config/types.ts';
+import { ResponseRelay } from '../http/relay.ts';
 import { AttemptTimeoutError, classifyError, classifyStatus } from '../pipeline/classify.ts';
 import { ClientAbortError, type Exchange } from '../pipeline/exchange.ts';
-import { isHopByHop, connectionListed } from '../http/hop-by-hop.ts';
-import type { Balancer, EndpointRuntime } from './pool.ts';
+import type { UpstreamResponse } from '../pipeline/upstream-response.ts';
+import type { Balancer, EndpointPool } from './pool.ts';
 
 type DispatchController = Dispatcher.DispatchController;
 
-/** What the attempt layer needs from its upstream, built once per config load. */
-export interface AttemptStage {
+/** What an attempt needs from its upstream, resolved once per config load. */
+export interface AttemptParams {
   readonly upstream: string;
   readonly balancer: Balancer;
   readonly perTry: number;
@@ -30,85 +31,83 @@ export interface AttemptStage {
   observe(ex: Exchange, kind: OutcomeKind, status: number, ms: number, endpoint: string): void;
 }
 
+/** The innermost handler's shape: it always produces an UpstreamResponse, never another kind of reply. */
+export type AttemptHandler = (ex: Exchange) => Promise<UpstreamResponse>;
+
+/** Builds the innermost handler of an upstream's stack. */
+export function attemptHandler(params: AttemptParams): AttemptHandler {
+  return (ex) => new Attempt(ex, params, params.balancer.pick()).run(ex.body);
+}
+
 const PENDING = 0;
-const HEAD = 1; // headers received, paused, not yet committed or discarded
+const HEAD = 1; // head received, body held, not yet committed or discarded
 const STREAMING = 2;
 const DISCARDING = 3;
 const DONE = 4;
 
-/** Bodies up to this size are read and dropped on retry, keeping the connection; larger ones abort it. */
+/** Bodies up to this size are read and dropped on discard, keeping the connection; larger ones abort it. */
 const DRAIN_LIMIT = 64 * 1024;
 
-function onAttemptTimer(a: UpstreamReply): void {
+function onAttemptTimer(a: Attempt): void {
   a.timedOut();
 }
 
-function onIdleTimer(a: UpstreamReply): void {
-  a.idleTimedOut();
-}
-
-/**
- * An attempt's dispatch handler, and — once headers arrive — the reply the
- * layers pass around. One object per attempt (the only unavoidable allocation
- * besides undici's own).
- */
-export class UpstreamReply implements Dispatcher.DispatchHandler {
+export class Attempt implements Dispatcher.DispatchHandler, UpstreamResponse {
   readonly type = 'upstream' as const;
   readonly ex: Exchange;
-  readonly stage: AttemptStage;
-  readonly endpoint: EndpointRuntime;
+  readonly params: AttemptParams;
+  readonly endpoint: EndpointPool;
   readonly started: number;
   status = 0;
   headers: IncomingHttpHeaders | null = null;
-  /** Outcome kind once settled. */
   kind: OutcomeKind = 'success';
-  /** The error that ended the attempt before headers, if any. */
   error: Error | null = null;
-  /** Set by the retry layer: this was retriable but retries ran out. */
+  totalExpired = false;
   exhausted = false;
 
   #state = PENDING;
-  /** The upstream's response ended while still held (HEAD, 204, 304, an empty body): commit sends the head and ends. */
+  /** The upstream's response ended while still held (HEAD, 204, 304, an empty body). */
   #ended = false;
-  /** The attempt timer that is armed is the request's `total` deadline, not `perTry` (decided when armed). */
+  /** The armed timer is the request's `total` deadline, not `perTry` (decided when armed). */
   #timerIsTotal = false;
+  #released = false;
   #controller: DispatchController | null = null;
   #abortReason: Error | null = null;
   #timer: NodeJS.Timeout | null = null;
-  #resolve: ((r: UpstreamReply) => void) | null = null;
-  #resume: (() => void) | null = null;
-  #released = false;
+  #resolve: ((r: Attempt) => void) | null = null;
+  #relay: ResponseRelay | null = null;
 
-  constructor(ex: Exchange, stage: AttemptStage, endpoint: EndpointRuntime) {
+  constructor(ex: Exchange, params: AttemptParams, endpoint: EndpointPool) {
     this.ex = ex;
-    this.stage = stage;
+    this.params = params;
     this.endpoint = endpoint;
     this.started = performance.now();
   }
 
   /** Dispatch and wait for the response head (or the attempt's failure). */
-  run(body: Buffer | import('node:stream').Readable | null): Promise<UpstreamReply> {
+  run(body: Buffer | Readable | null): Promise<Attempt> {
     const ex = this.ex;
     const remaining = ex.deadline - this.started;
-    const total = remaining <= this.stage.perTry;
-    const ms = total ? remaining : this.stage.perTry;
-    const p = new Promise<UpstreamReply>((resolve) => {
+    const total = remaining <= this.params.perTry;
+    const ms = total ? remaining : this.params.perTry;
+    const p = new Promise<Attempt>((resolve) => {
       this.#resolve = resolve;
     });
     this.endpoint.inflight++;
     ex.current = this;
     if (ms <= 0) {
+      this.totalExpired = true;
       this.#fail(new AttemptTimeoutError(true));
       return p;
     }
-    // Which deadline this timer is, is fixed now: node's timers count from
-    // the event loop's cached clock, so recomputing it from performance.now()
-    // when the timer fires can mistake the total deadline for a (retriable)
-    // perTry expiry under load. SPEC §4.1: without perTry, never retried.
+    // Which deadline this timer is, is fixed now: node's timers fire in
+    // whole milliseconds from the loop's clock, so recomputing it from
+    // performance.now() when the timer fires can mistake the total deadline
+    // for a (retriable) perTry expiry. SPEC §4.1: without perTry, never retried.
     this.#timerIsTotal = total;
     this.#timer = setTimeout(onAttemptTimer, ms, this);
     const headers = ex.upstreamHeaders;
-    if (ex.hostIndex >= 0) headers[ex.hostIndex] = this.stage.preserveHost ? ex.originalHost : this.endpoint.endpoint.authority;
+    if (ex.hostIndex >= 0) headers[ex.hostIndex] = this.params.preserveHost ? ex.originalHost : this.endpoint.endpoint.authority;
     try {
       this.endpoint.pool.dispatch(
         {
@@ -116,7 +115,7 @@ export class UpstreamReply implements Dispatcher.DispatchHandler {
           method: ex.method,
           headers,
           body,
-          bodyTimeout: 0, // the idle watchdog below covers both directions
+          bodyTimeout: 0, // the relay's idle watchdog covers both directions
           headersTimeout: 0,
           idempotent: false,
           blocking: true,
@@ -129,32 +128,31 @@ export class UpstreamReply implements Dispatcher.DispatchHandler {
     return p;
   }
 
-  /** perTry or total expired before headers. */
+  /** perTry or total expired before the head. */
   timedOut(): void {
     this.#timer = null;
     if (this.#state !== PENDING) return;
+    this.totalExpired = this.#timerIsTotal;
     this.abort(new AttemptTimeoutError(this.#timerIsTotal));
   }
 
-  /**
-   * `timeout.idle` passed with no body chunk moving in either direction after
-   * the head was sent: the status is gone, so the client connection is cut.
-   */
-  idleTimedOut(): void {
-    this.#timer = null;
-    if (this.#state !== STREAMING) return;
-    this.ex.flag('idle_timeout');
-    this.abort(new IdleTimeoutError());
-    this.ex.res.destroy();
-  }
-
-  /** Abort the attempt (timeout, client gone, discard). Safe at any point. */
+  /** Abort the attempt (timeout, client gone, discard, idle). Safe at any point. */
   abort(reason: Error): void {
     if (this.#state === DONE) return;
     if (this.#controller !== null && !this.#controller.aborted) this.#controller.abort(reason);
     else this.#abortReason = reason;
     if (this.#state === PENDING) this.#fail(reason);
     else if (this.#state === HEAD) this.#finish();
+  }
+
+  // --- flow control, for the relay ---------------------------------------------
+
+  pause(): void {
+    this.#controller?.pause();
+  }
+
+  resume(): void {
+    this.#controller?.resume();
   }
 
   // --- undici DispatchHandler -------------------------------------------------
@@ -172,46 +170,26 @@ export class UpstreamReply implements Dispatcher.DispatchHandler {
     this.headers = headers;
     this.kind = classifyStatus(statusCode);
     this.#state = HEAD;
-    // Hold the body until someone decides: commit to the client, or discard to retry.
+    // Hold the body until someone decides: commit to the client, or discard.
     controller.pause();
     this.#settle();
   }
 
-  onResponseData(controller: DispatchController, chunk: Buffer): void {
-    if (this.#state !== STREAMING) return;
-    const ex = this.ex;
-    ex.bytesOut += chunk.length;
-    this.#timer?.refresh();
-    if (!ex.res.write(chunk)) {
-      controller.pause();
-      ex.res.once(
-        'drain',
-        (this.#resume ??= () => {
-          this.#timer?.refresh();
-          this.#controller?.resume();
-        }),
-      );
-    }
+  onResponseData(_controller: DispatchController, chunk: Buffer): void {
+    if (this.#state === STREAMING) this.#relay!.data(chunk);
   }
 
   onResponseEnd(_controller: DispatchController, trailers?: IncomingHttpHeaders): void {
     const state = this.#state;
     if (state === HEAD) {
       // No body (HEAD, 204, 304, Content-Length: 0): undici ends the
-      // response although it is paused. The head is still waiting for the
-      // layers' decision; commit() sends it and ends at once.
+      // response although it is held. commitTo sends the head and ends.
       this.#ended = true;
-      this.#clearTimer();
       this.#release();
       return;
     }
     this.#finish();
-    if (state === STREAMING) {
-      // Trailers (gRPC-style status, checksums) go out in the last chunk of
-      // a chunked answer; node drops them from a length-delimited one.
-      if (trailers !== undefined && hasKeys(trailers)) this.ex.res.addTrailers(trailers as Record<string, string>);
-      this.ex.res.end();
-    }
+    if (state === STREAMING) this.#relay!.end(trailers);
   }
 
   onResponseError(_controller: DispatchController, err: Error): void {
@@ -221,40 +199,31 @@ export class UpstreamReply implements Dispatcher.DispatchHandler {
       return;
     }
     this.#finish();
-    if (state === STREAMING) {
-      // The status is already gone: all that is left is to cut the client off.
-      if (!(err instanceof ClientAbortError) && !(err instanceof IdleTimeoutError)) this.ex.flag('upstream_reset');
-      this.ex.res.destroy();
-    } else if (state === HEAD) {
-      this.error = err;
-    }
+    if (state === STREAMING) this.#relay!.error(err);
+    else if (state === HEAD) this.error = err;
   }
 
-  // --- decisions taken by the layers above -------------------------------------
+  // --- UpstreamResponse: the one decision ----------------------------------------
 
-  /** Send this response to the client: head now, body as it arrives. */
-  commit(): void {
+  commitTo(ex: Exchange): void {
     if (this.#state !== HEAD) {
       // The upstream failed between head and commit: nothing valid to send.
-      this.ex.res.destroy();
+      ex.res.destroy();
       return;
     }
-    const ex = this.ex;
-    const res = ex.res;
     ex.status = this.status;
-    res.writeHead(this.status, responseHeaders(this.headers!, ex, this.status, this.endpoint.endpoint.authority));
+    const relay = new ResponseRelay(ex, this, this.params.idle);
+    relay.start(this.status, this.headers!, this.endpoint.endpoint.authority);
     if (this.#ended) {
       this.#state = DONE;
-      res.end();
+      relay.end(undefined);
       return;
     }
+    this.#relay = relay;
     this.#state = STREAMING;
-    // The idle watchdog: one timer per streaming response, refreshed per chunk.
-    if (this.stage.idle > 0) this.#timer = setTimeout(onIdleTimer, this.stage.idle, this);
     this.#controller?.resume();
   }
 
-  /** Drop this response (a retry follows): read a small body to keep the connection, abort a large one. */
   discard(): void {
     if (this.#state !== HEAD) return;
     if (this.#ended) {
@@ -266,7 +235,7 @@ export class UpstreamReply implements Dispatcher.DispatchHandler {
       this.#state = DISCARDING;
       this.#controller?.resume();
     } else {
-      this.abort(new Error('response discarded for a retry'));
+      this.abort(new Error('response discarded'));
     }
   }
 
@@ -300,7 +269,7 @@ export class UpstreamReply implements Dispatcher.DispatchHandler {
 
   #settle(observe = true): void {
     const ms = performance.now() - this.started;
-    if (observe) this.stage.observe(this.ex, this.kind, this.status, ms, this.endpoint.endpoint.authority);
+    if (observe) this.params.observe(this.ex, this.kind, this.status, ms, this.endpoint.endpoint.authority);
     const resolve = this.#resolve;
     this.#resolve = null;
     resolve?.(this);
@@ -312,68 +281,4 @@ export class UpstreamReply implements Dispatcher.DispatchHandler {
       this.#timer = null;
     }
   }
-}
-
-function hasKeys(o: object): boolean {
-  for (const _ in o) return true;
-  return false;
-}
-
-export class IdleTimeoutError extends Error {
-  readonly code = 'BW_IDLE_TIMEOUT';
-  constructor() {
-    super('no body chunk within timeout.idle');
-  }
-}
-
-/**
- * The upstream's headers as the client gets them: hop-by-hop removed (and
- * whatever its Connection header lists), `x-request-id` set, no
- * Content-Length on a 204 (RFC 9110 §8.6), and a `Location` or
- * `Content-Location` on the answering endpoint's own authority rewritten to
- * the authority the client used (nginx's `proxy_redirect default`), so a
- * client that follows a redirect comes back through breakwater. Built as a
- * flat [name, value, …] list, which node writes without another copy.
- */
-function responseHeaders(h: IncomingHttpHeaders, ex: Exchange, status: number, endpoint: string): string[] {
-  const listed = h.connection === undefined ? null : connectionListed(h.connection);
-  const out: string[] = [];
-  for (const name in h) {
-    if (isHopByHop(name) || name === 'x-request-id') continue;
-    if (listed !== null && listed.has(name)) continue;
-    const v = h[name];
-    if (v === undefined) continue;
-    if (typeof v === 'string') {
-      if (name === 'location' || name === 'content-location') out.push(name, rewriteLocation(v, endpoint, ex.originalHost));
-      else if (name === 'content-length' && status === 204) continue;
-      else out.push(name, v);
-    } else for (let i = 0; i < v.length; i++) out.push(name, v[i]!);
-  }
-  // A HEAD answer says how a GET would be framed. With neither length nor
-  // chunked, clients (llhttp) read it as close-delimited and drop the
-  // connection; the GET would be chunked on this connection too.
-  if (ex.method === 'HEAD' && h['transfer-encoding'] !== undefined && h['content-length'] === undefined) out.push('transfer-encoding', 'chunked');
-  out.push('x-request-id', ex.requestId);
-  return out;
-}
-
-/**
- * `http://ENDPOINT/path` → `http://CLIENT-AUTHORITY/path` when ENDPOINT is the
- * endpoint's `host:port` (or its host alone when the port is 80); any other
- * value is returned as is.
- */
-export function rewriteLocation(value: string, endpoint: string, clientAuthority: string): string {
-  if (clientAuthority === '' || value.length < 8) return value;
-  if (value.slice(0, 7).toLowerCase() !== 'http://') return value;
-  const start = 7;
-  let end = start;
-  while (end < value.length) {
-    const c = value.charCodeAt(end);
-    if (c === 47 || c === 63 || c === 35) break; // / ? #
-    end++;
-  }
-  const authority = value.slice(start, end).toLowerCase();
-  const ep = endpoint.toLowerCase();
-  if (authority !== ep && !(ep.endsWith(':80') && authority === ep.slice(0, -3))) return value;
-  return `http://${clientAuthority}${value.slice(end)}`;
 }

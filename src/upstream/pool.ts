@@ -34,7 +34,7 @@ export function createPool(origin: string, o: PoolOptions): Pool {
   });
 }
 
-export class EndpointRuntime {
+export class EndpointPool {
   readonly endpoint: Endpoint;
   readonly pool: Pool;
   /** Attempts in flight on this endpoint (least-request balancing). */
@@ -47,17 +47,17 @@ export class EndpointRuntime {
 
 /** Chooses an endpoint per attempt. Built once per config load. */
 export class Balancer {
-  readonly endpoints: readonly EndpointRuntime[];
+  readonly endpoints: readonly EndpointPool[];
   readonly #mode: BalanceMode;
   #next = 0;
 
-  constructor(endpoints: readonly EndpointRuntime[], mode: BalanceMode) {
+  constructor(endpoints: readonly EndpointPool[], mode: BalanceMode) {
     if (endpoints.length === 0) throw new Error('an upstream needs at least one endpoint');
     this.endpoints = endpoints;
     this.#mode = mode;
   }
 
-  pick(): EndpointRuntime {
+  pick(): EndpointPool {
     const eps = this.endpoints;
     const n = eps.length;
     if (n === 1) return eps[0]!;

@@ -300,7 +300,7 @@ function builds(c: BreakwaterConfig): string | null {
   const registry = new StateRegistry();
   const metrics = new Metrics({ defaultMetrics: false });
   try {
-    buildRuntime(c, { registry, metrics, logger: quiet, accessLog: null });
+    void buildRuntime(c, { registry, metrics, logger: quiet, accessLog: null }).discard();
     return null;
   } catch (err) {
     return `an accepted config failed to build: ${(err as Error)?.stack ?? String(err)}`;

@@ -14,6 +14,10 @@
  * so a newcomer never overtakes a waiter.
  */
 import type { BulkheadConfig } from '../../config/types.ts';
+import { failure, type Failure } from '../../errors.ts';
+import type { Permit } from '../permit.ts';
+
+const FULL: Failure = Object.freeze(failure('bulkhead_full'));
 
 /** What `tryAcquire` says; numbers so the result is a small integer, not a string compare. */
 export const BULKHEAD = { ACQUIRED: 0, OBSERVED: 1, QUEUE: 2, FULL: 3 } as const;
@@ -71,6 +75,33 @@ export class Bulkhead {
 
   get active(): number {
     return this.#active;
+  }
+
+  /** A held slot: release() gives it back. */
+  readonly #slot: Permit = Object.freeze({ type: 'permit', observed: null, release: () => this.release() });
+  /** A slot counted over maxConcurrent in observe mode. */
+  readonly #observedSlot: Permit = Object.freeze({ type: 'permit', observed: 'bulkhead_full_observed', release: () => this.release() });
+
+  /**
+   * The guard's answer (policies/permit.ts): a slot permit, 'queue' (no slot
+   * now, but room to wait: call `acquireQueued`), or `bulkhead_full`.
+   */
+  acquire(): Permit | 'queue' | Failure {
+    switch (this.tryAcquire()) {
+      case BULKHEAD.ACQUIRED:
+        return this.#slot;
+      case BULKHEAD.OBSERVED:
+        return this.#observedSlot;
+      case BULKHEAD.QUEUE:
+        return 'queue';
+      default:
+        return FULL;
+    }
+  }
+
+  /** Waits in line (after `acquire` said 'queue'): a slot permit, or `bulkhead_full` on queue timeout or abort. */
+  async acquireQueued(signal: AbortSignal | null): Promise<Permit | Failure> {
+    return (await this.enqueue(signal)) ? this.#slot : FULL;
   }
 
   get queued(): number {

@@ -6,7 +6,8 @@
  */
 import type { FallbackConfig, FallbackTrigger } from '../../config/types.ts';
 import type { ErrorCode } from '../../errors.ts';
-import type { Exchange, Handler, Layer, Reply, StaticReply } from '../../pipeline/exchange.ts';
+import type { Exchange } from '../../pipeline/exchange.ts';
+import type { Handler, Layer, Reply, StaticReply } from '../../pipeline/handler.ts';
 import { errorCodeFor } from '../../pipeline/classify.ts';
 
 const BY_CODE: Partial<Record<ErrorCode, FallbackTrigger>> = {

@@ -10,7 +10,12 @@
  * reserved simply goes unused, which errs on the side of the upstream.
  */
 import type { RateLimitConfig } from '../../config/types.ts';
+import { failure, type Failure } from '../../errors.ts';
 import { systemClock, type Clock } from '../../util/clock.ts';
+import { freePermit, type Permit } from '../permit.ts';
+
+const TAKEN = freePermit(null);
+const OBSERVED = freePermit('rate_limited_observed');
 
 export class TokenBucket {
   readonly #clock: Clock;
@@ -42,6 +47,19 @@ export class TokenBucket {
     if (!(wait <= maxWaitMs)) return -1; // also denies when perMs is 0 (wait = Infinity)
     this.#tokens -= 1;
     return wait;
+  }
+
+  /**
+   * The guard's answer (policies/permit.ts): a permit (a token was taken, or
+   * observe mode let it through), a positive number of ms to wait for a
+   * reserved token (at most `maxWaitMs`), or `rate_limited` with Retry-After.
+   */
+  acquire(maxWaitMs: number, observe: boolean): Permit | number | Failure {
+    const wait = this.take(observe ? 0 : maxWaitMs);
+    if (wait === 0) return TAKEN;
+    if (wait > 0) return wait;
+    if (observe) return OBSERVED;
+    return failure('rate_limited', this.msUntilToken());
   }
 
   /** ms until one token would be available (0 if one is there now). */

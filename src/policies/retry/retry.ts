@@ -17,11 +17,10 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { RetryConfig } from '../../config/types.ts';
-import type { Exchange, Handler, Layer } from '../../pipeline/exchange.ts';
-import type { UpstreamReply } from '../../upstream/attempt.ts';
+import type { Exchange } from '../../pipeline/exchange.ts';
+import type { AttemptHandler } from '../../upstream/attempt.ts';
 import { backoffDelay } from './backoff.ts';
 import type { RetryBudget } from './budget.ts';
-import { AttemptTimeoutError } from '../../pipeline/classify.ts';
 import { isRetriableKind, methodMayRetry, retryReason } from './decide.ts';
 import { parseRetryAfter } from './retry-after.ts';
 
@@ -34,9 +33,10 @@ export interface RetryParams {
   readonly onBudgetExhausted: () => void;
 }
 
-export function retryLayer(p: RetryParams): Layer {
+/** Wraps the attempt handler: what it returns is always an upstream response, so no cast is needed here. */
+export function retryLayer(p: RetryParams): (next: AttemptHandler) => AttemptHandler {
   const { policy, budget, breaker, onRetry, onBudgetExhausted } = p;
-  return (next: Handler): Handler =>
+  return (next: AttemptHandler): AttemptHandler =>
     async (ex: Exchange) => {
       budget?.recordRequest();
       // Only a method outside `methods` needs the header: read it only then.
@@ -44,7 +44,7 @@ export function retryLayer(p: RetryParams): Layer {
       let retries = 0;
       for (;;) {
         ex.attempts++;
-        const r = (await next(ex)) as UpstreamReply;
+        const r = await next(ex);
         if (ex.clientAborted) return r;
         const kind = r.kind;
         if (!isRetriableKind(policy, kind, r.status)) return r;
@@ -53,7 +53,7 @@ export function retryLayer(p: RetryParams): Layer {
           return r;
         }
         // The request's own deadline ran out: there is nothing left to retry in.
-        if (r.error instanceof AttemptTimeoutError && r.error.total) return r;
+        if (r.totalExpired) return r;
         // A streamed body was consumed by the first attempt: it cannot be
         // replayed (already flagged retry_body_too_large when it was read).
         if (ex.body !== null && !Buffer.isBuffer(ex.body)) return r;

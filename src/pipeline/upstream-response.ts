@@ -1,0 +1,37 @@
+/**
+ * One owner per upstream response. The innermost handler (an attempt)
+ * returns an UpstreamResponse with its head received and its body held; from
+ * then on exactly one decision is taken by the layers above, once:
+ *
+ * - `discard()`: the retry or fallback layer drops it (a retry or another
+ *   upstream follows); a small body is read and dropped so the connection is
+ *   kept, a large one aborts it.
+ * - `commitTo(ex)`: the rescue point sends it to the client — head now, body
+ *   streamed as it arrives (http/relay.ts).
+ *
+ * `status` 0 means the attempt produced no response at all (`kind` says why:
+ * timeout, connect_failure, reset); the rescue point then answers itself.
+ */
+import type { OutcomeKind } from '../config/types.ts';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Exchange } from './exchange.ts';
+
+export interface UpstreamResponse {
+  readonly type: 'upstream';
+  /** The response status; 0 when the attempt produced no response. */
+  readonly status: number;
+  /** The classifier's outcome kind (SPEC §5 `tries[].outcome`). */
+  readonly kind: OutcomeKind;
+  /** The response head, null when there is none. */
+  readonly headers: IncomingHttpHeaders | null;
+  /** What ended the attempt before a head arrived, if anything. */
+  readonly error: Error | null;
+  /** The request's own `timeout.total` (not a perTry) ran out during this attempt. */
+  readonly totalExpired: boolean;
+  /** Set by the retry layer: this was retriable but retries ran out. */
+  exhausted: boolean;
+  /** Drop this response: a retry or a fallback follows. Idempotent; a no-op once committed. */
+  discard(): void;
+  /** Send this response to the exchange's client. Called at most once, by the rescue point. */
+  commitTo(ex: Exchange): void;
+}

@@ -1,0 +1,193 @@
+/**
+ * The route stack: every step a request meets, in the order it meets them.
+ * Reading this file top to bottom is reading a request's path through
+ * breakwater (SPEC §4's order, inside `timeout.total`). Each step is built
+ * once per config load; a policy that is off leaves its step out (`null`),
+ * so the request path never asks "is this policy on?".
+ *
+ * Before this: the listener edge (http/server.ts) has accepted the request,
+ * refused what is malformed, and routed it. After it: the response body
+ * streams to the client (http/relay.ts) and, when the exchange is over, the
+ * edge writes the access-log line and the RED metrics.
+ *
+ * Only the rescue step writes to the client. Every step below it returns a
+ * Reply — an upstream response, a static answer, or a failure value — and
+ * never writes itself (STYLE: one rescue point).
+ */
+import type { PolicySet, RetryConfig } from '../config/types.ts';
+import { failure } from '../errors.ts';
+import { readBody } from '../http/body.ts';
+import { applyRewrite, buildBaseHeaders } from '../http/forward-headers.ts';
+import { respond } from '../http/respond.ts';
+import { stripPrefix } from '../http/router.ts';
+import type { RouteMetrics, UpstreamMetrics } from '../observability/metrics/index.ts';
+import type { Exchange } from '../pipeline/exchange.ts';
+import { compose, type Handler, type Layer } from '../pipeline/handler.ts';
+import { breakerLayer } from '../policies/breaker/admission.ts';
+import type { BreakerGuard } from '../policies/breaker/permit.ts';
+import type { Bulkhead } from '../policies/bulkhead/bulkhead.ts';
+import { bulkheadLayer } from '../policies/bulkhead/layer.ts';
+import { fallbackLayer, type FallbackParams } from '../policies/fallback/fallback.ts';
+import { rateLimitLayer, type RateLimitParams } from '../policies/rate-limit/rate-limit.ts';
+import type { RetryBudget } from '../policies/retry/budget.ts';
+import { retryLayer } from '../policies/retry/retry.ts';
+import type { HeaderRewrite } from '../config/types.ts';
+import type { AttemptHandler } from '../upstream/attempt.ts';
+
+/** What one route's stack is built from (resolved by runtime/build.ts). */
+export interface RouteParts {
+  readonly route: string;
+  readonly upstream: string;
+  readonly metrics: RouteMetrics;
+  readonly policy: PolicySet;
+  /** `match.pathPrefix` when `stripPrefix` is set. */
+  readonly stripPrefix: string | null;
+  /** The listener's `limits.bodySize`. */
+  readonly bodySize: number | null;
+  /** Header names with `_` pass (listener `underscoreHeaders: allow`). */
+  readonly underscores: boolean;
+  readonly fallback: Omit<FallbackParams, 'onFallback'> | null;
+  readonly rateLimit: Omit<RateLimitParams, 'onReject'> | null;
+  /** The route's upstream: its own stack, below. */
+  readonly upstreamStack: Handler;
+}
+
+/** A route's whole path, outermost step first. */
+export function routeStack(p: RouteParts): Handler {
+  const rm = p.metrics;
+  return compose(
+    [
+      // observe: names the exchange's route and upstream and binds the
+      // route's metric children, so whatever happens below — a refusal, a
+      // fallback, a thrown bug — is counted and logged under this route.
+      observeStep(p.route, p.upstream, rm),
+      // rescue: the only place a reply reaches the client — an upstream
+      // response is committed, a failure rendered as SPEC §4.7 says.
+      rescueStep,
+      // deadline: `timeout.total` starts at the request's arrival and bounds
+      // everything below it, body read, queueing and backoff included.
+      deadlineStep(p.policy.timeout.total),
+      // forward: what goes upstream (path without the stripped prefix;
+      // headers without hop-by-hop, with x-forwarded-* and x-request-id).
+      forwardStep(p.stripPrefix, p.underscores),
+      // body: read up to the replay buffer (so retries can resend it) within
+      // `idle` and `total`, refused over the listener's `bodySize`.
+      bodyStep(replayLimit(p.policy.retry), p.bodySize, p.policy.timeout.idle),
+      // fallback: outside every policy below, so that any refusal or failure
+      // of theirs can trigger it (another upstream's stack, or a static answer).
+      p.fallback === null ? null : fallbackLayer({ ...p.fallback, onFallback: (kind) => rm.fallback(kind) }),
+      // route rate limit: the route's own bucket; outside the upstream stack
+      // because a fallback upstream is not charged the route's token twice.
+      p.rateLimit === null ? null : rateLimitLayer({ ...p.rateLimit, onReject: () => rm.rejected('rate_limited') }),
+    ],
+    p.upstreamStack,
+  );
+}
+
+/** What one upstream's stack is built from; a fallback upstream gets one of its own. */
+export interface UpstreamParts {
+  readonly metrics: RouteMetrics;
+  readonly upstreamMetrics: UpstreamMetrics;
+  readonly rewrite: HeaderRewrite;
+  readonly rateLimit: Omit<RateLimitParams, 'onReject'> | null;
+  readonly breaker: BreakerGuard | null;
+  readonly bulkhead: Bulkhead | null;
+  readonly retry: RetryConfig;
+  readonly budget: RetryBudget | null;
+  readonly attempt: AttemptHandler;
+}
+
+/** From the upstream's header rewrite down to one attempt, retried. */
+export function upstreamStack(p: UpstreamParts): Handler {
+  const rm = p.metrics;
+  const um = p.upstreamMetrics;
+  // retry ↺ attempt: the innermost pair. Retries are counted against the
+  // budget and stop when the breaker opens; each attempt has its own perTry,
+  // endpoint and classification (upstream/attempt.ts).
+  const attempts = retryLayer({
+    policy: p.retry,
+    budget: p.budget,
+    breaker: p.breaker?.breaker ?? null,
+    onRetry: (reason) => rm.retry(reason),
+    onBudgetExhausted: () => um.budgetExhausted(),
+  })(p.attempt);
+  return compose(
+    [
+      // header rewrite: the upstream's requestHeaders (credential injection)
+      // on top of the forwarded headers; per upstream, so a fallback
+      // upstream gets its own credentials, never the primary's.
+      rewriteStep(p.rewrite),
+      // upstream rate limit: one token per request, shared by every route to
+      // the upstream; before the breaker so a limited request is no probe.
+      p.rateLimit === null ? null : rateLimitLayer({ ...p.rateLimit, onReject: () => rm.rejected('rate_limited') }),
+      // breaker admission: refuse at once while open; a half-open probe's
+      // permit is recorded by its first attempt.
+      p.breaker === null ? null : breakerLayer(p.breaker, () => rm.rejected('circuit_open')),
+      // bulkhead: a slot held until the response body ends or the client
+      // goes away, around all attempts, so retries never add concurrency.
+      p.bulkhead === null ? null : bulkheadLayer(p.bulkhead, () => rm.rejected('bulkhead_full')),
+    ],
+    attempts,
+  );
+}
+
+// --- the steps that are not policies ------------------------------------------
+
+function observeStep(route: string, upstream: string, rm: RouteMetrics): Layer {
+  return (next) => (ex) => {
+    ex.route = route;
+    ex.upstream = upstream;
+    ex.metrics = rm;
+    return next(ex);
+  };
+}
+
+const rescueStep: Layer = (next) => async (ex) => {
+  const reply = await next(ex);
+  respond(ex, reply);
+  return reply;
+};
+
+function deadlineStep(total: number): Layer {
+  return (next) => (ex) => {
+    ex.deadline = ex.start + total;
+    return next(ex);
+  };
+}
+
+function forwardStep(prefix: string | null, underscores: boolean): Layer {
+  return (next) => (ex) => {
+    if (prefix !== null) ex.upstreamPath = stripPrefix(ex.target, prefix);
+    buildBaseHeaders(ex, underscores);
+    return next(ex);
+  };
+}
+
+/** No retries, no replay: a body streams straight through. */
+function replayLimit(retry: RetryConfig): number {
+  return retry.maxRetries === 0 ? 0 : retry.bufferLimit;
+}
+
+const TOO_LARGE = Object.freeze(failure('request_too_large', 0, true));
+const BODY_TIMEOUT = Object.freeze(failure('timeout', 0, true));
+
+function bodyStep(bufferLimit: number, bodySize: number | null, idle: number): Layer {
+  return (next) => async (ex) => {
+    const body = await readBody(ex, bufferLimit, bodySize, idle);
+    // Both answers close the connection: the rest of the body is not read.
+    if (body === 'too_large') return TOO_LARGE;
+    if (body === 'timeout') return BODY_TIMEOUT;
+    ex.body = body;
+    if (ex.clientAborted) return BODY_TIMEOUT; // nobody reads it: the client is gone
+    return next(ex);
+  };
+}
+
+function rewriteStep(rw: HeaderRewrite): Layer {
+  // The rewrite's remove set includes the names it sets (set replaces).
+  const removeSet: ReadonlySet<string> = new Set([...rw.remove, ...rw.set.map(([n]) => n)]);
+  return (next) => (ex: Exchange) => {
+    applyRewrite(ex, rw, removeSet);
+    return next(ex);
+  };
+}
