@@ -1,0 +1,48 @@
+/**
+ * What the edge does when node's parser refuses bytes on a connection
+ * (`clientError`): a malformed head or body, a head over the parser's
+ * ceiling, data after a request that closes the connection, a request that
+ * arrived too slowly.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Socket } from 'node:net';
+import type { ErrorCode } from '../errors.ts';
+import { kActive, kWaiting, type EdgeSocket } from './edge-socket.ts';
+import { writeRawError } from './respond.ts';
+
+export function onClientError(err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const s = socket as EdgeSocket;
+  const active = s[kActive];
+  if (active != null) {
+    if (active.headersSent || active.req.complete) {
+      // An earlier request's answer is pending or streaming. It goes out
+      // first — the upstream may have executed that request, so dropping
+      // its answer would leave a client unable to tell whether a POST ran.
+      // Bytes after a request that closes the connection need no answer;
+      // anything else malformed gets its error after the earlier answers,
+      // then the connection closes.
+      if (err.code === 'HPE_CLOSED_CONNECTION') return;
+      const timedOut = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'HPE_HEADERS_TIMEOUT';
+      const code = clientErrorCode(err);
+      // A request that arrived too slowly behind an answer already under way: close once it is out.
+      (s[kWaiting] ??= []).push(timedOut ? () => socket.destroySoon() : () => writeRawError(socket, code, randomUUID()));
+      return;
+    }
+    // The request whose body is malformed is the one being answered: its
+    // answer has not started, and the error below is that answer.
+  }
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'HPE_HEADERS_TIMEOUT') {
+    // Slow heads and slow requests: 408 and close.
+    socket.end('HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    return;
+  }
+  writeRawError(socket, clientErrorCode(err), randomUUID());
+}
+
+function clientErrorCode(err: NodeJS.ErrnoException): ErrorCode {
+  return err.code === 'HPE_HEADER_OVERFLOW' ? 'header_too_large' : 'bad_request';
+}
