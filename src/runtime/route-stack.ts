@@ -16,13 +16,13 @@
  */
 import type { PolicySet, RetryConfig } from '../config/types.ts';
 import { failure } from '../errors.ts';
-import { readBody } from '../http/body.ts';
+import { hasBody, readBody } from '../http/body.ts';
 import { applyRewrite, buildBaseHeaders } from '../http/forward-headers.ts';
 import { respond } from '../http/respond.ts';
 import { stripPrefix } from '../http/router.ts';
 import type { RouteMetrics, UpstreamMetrics } from '../observability/metrics/index.ts';
 import type { Exchange } from '../pipeline/exchange.ts';
-import { compose, type Handler, type Layer } from '../pipeline/handler.ts';
+import { compose, type Handler, type Layer, type Reply } from '../pipeline/handler.ts';
 import { breakerLayer } from '../policies/breaker/admission.ts';
 import type { BreakerGuard } from '../policies/breaker/permit.ts';
 import type { Bulkhead } from '../policies/bulkhead/bulkhead.ts';
@@ -172,14 +172,18 @@ const TOO_LARGE = Object.freeze(failure('request_too_large', 0, true));
 const BODY_TIMEOUT = Object.freeze(failure('timeout', 0, true));
 
 function bodyStep(bufferLimit: number, bodySize: number | null, idle: number): Layer {
-  return (next) => async (ex) => {
-    const body = await readBody(ex, bufferLimit, bodySize, idle);
-    // Both answers close the connection: the rest of the body is not read.
-    if (body === 'too_large') return TOO_LARGE;
-    if (body === 'timeout') return BODY_TIMEOUT;
-    ex.body = body;
-    if (ex.clientAborted) return BODY_TIMEOUT; // nobody reads it: the client is gone
-    return next(ex);
+  return (next) => {
+    const withBody = async (ex: Exchange): Promise<Reply> => {
+      const body = await readBody(ex, bufferLimit, bodySize, idle);
+      // Both answers close the connection: the rest of the body is not read.
+      if (body === 'too_large') return TOO_LARGE;
+      if (body === 'timeout') return BODY_TIMEOUT;
+      ex.body = body;
+      if (ex.clientAborted) return BODY_TIMEOUT; // nobody reads it: the client is gone
+      return next(ex);
+    };
+    // Most requests carry no body: they pass without a promise of this step's own.
+    return (ex) => (hasBody(ex.req) ? withBody(ex) : next(ex));
   };
 }
 
