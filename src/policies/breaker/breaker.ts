@@ -3,18 +3,20 @@
  * it and kept across reloads by the state registry.
  *
  * Mechanism apart from policy (STYLE habit 7):
- * - the rolling window of attempt counts and its bucket clock are opossum's
- *   (`window.ts`, `rotation.ts`);
+ * - the rolling window of attempt counts is a RollingCounter
+ *   (util/rolling-counter.ts, the one the retry budget counts with too), cut
+ *   into buckets of the shared rotation's length (`rotation.ts`);
  * - what opens the breaker is two small strategies (`trip-rules.ts`:
  *   consecutive failures, failure rate over the window);
  * - half-open admission and the success threshold are one more (`probes.ts`);
  * - observe mode is the reject code `admit()` returns, chosen at config time;
  * - the state machine below (closed / open / half-open, forced states) is
  *   ours: opossum's cannot express N probes, a success threshold, a
- *   consecutive trigger or a clock it does not own (see README.md).
+ *   consecutive trigger or a clock it does not own, and nothing of opossum
+ *   is left (see README.md).
  *
  * Time: the open period ends when a Clock read says so, checked lazily in
- * admit()/state/isOpen/retryAfterMs/snapshot, so a ManualClock drives it
+ * admit()/record/state/isOpen/retryAfterMs/snapshot, so a ManualClock drives it
  * deterministically. So that the transition is also reported without traffic
  * (metrics, logs), an open breaker listens to the shared rotation's ticks and
  * makes the same check there: no timer of its own.
@@ -34,10 +36,10 @@
 import type { CircuitBreakerConfig, OutcomeKind } from '../../config/types.ts';
 import { matches } from '../../pipeline/classify.ts';
 import { systemClock, type Clock } from '../../util/clock.ts';
+import { RollingCounter } from '../../util/rolling-counter.ts';
 import { ProbeGate } from './probes.ts';
 import { SharedRotation } from './rotation.ts';
 import { ConsecutiveFailures, FailureRate } from './trip-rules.ts';
-import { RollingWindow } from './window.ts';
 
 export { SharedRotation } from './rotation.ts';
 
@@ -65,6 +67,15 @@ const HALF_OPEN = 2;
 type StateCode = typeof CLOSED | typeof OPEN | typeof HALF_OPEN;
 const NAMES: readonly BreakerState[] = ['closed', 'open', 'half-open'];
 
+/** The window's lanes. */
+const SUCCESSES = 0;
+const FAILURES = 1;
+
+/** How many buckets of `bucketMs` a window of `windowMs` is: enough to cover it. */
+function bucketsFor(windowMs: number, bucketMs: number): number {
+  return Math.max(1, Math.ceil(windowMs / bucketMs));
+}
+
 /**
  * Breakers built without a rotation share this one (system clock), so
  * production code never ends up with a timer per breaker by accident.
@@ -82,7 +93,8 @@ export class CircuitBreaker {
   #openUntil = 0;
   /** ADMIT.REJECT, or ADMIT.OBSERVED_REJECT in observe mode. */
   #reject: 2 | 3;
-  readonly #window: RollingWindow;
+  /** Attempt outcomes over `window`, in lanes SUCCESSES and FAILURES. */
+  readonly #window: RollingCounter;
   readonly #consecutive: ConsecutiveFailures;
   readonly #rate: FailureRate;
   readonly #probes: ProbeGate;
@@ -104,7 +116,10 @@ export class CircuitBreaker {
     this.#rotation.attach();
     this.#cfg = cfg;
     this.#reject = cfg.mode === 'observe' ? ADMIT.OBSERVED_REJECT : ADMIT.REJECT;
-    this.#window = new RollingWindow(cfg.window, this.#rotation);
+    // Every breaker's buckets are the rotation's length, so a reload that
+    // changes `window` changes only their number and each count keeps its age.
+    const buckets = bucketsFor(cfg.window, this.#rotation.bucketMs);
+    this.#window = new RollingCounter({ window: buckets * this.#rotation.bucketMs, buckets, lanes: 2, clock: this.#clock });
     this.#consecutive = new ConsecutiveFailures(cfg.consecutiveFailures);
     this.#rate = new FailureRate(cfg.failureRate, cfg.minimumRequests);
     this.#probes = new ProbeGate(cfg.halfOpenRequests, cfg.successThreshold);
@@ -134,8 +149,8 @@ export class CircuitBreaker {
    */
   record(kind: OutcomeKind, status: number, probe: boolean): void {
     const failed = matches(this.#cfg.failOn, kind, status);
-    // Age the windows first (this may also end an open period).
-    this.#rotation.sync();
+    // An open period whose time is up ends first, so a probe record counts.
+    this.#poll();
     if (probe) {
       this.#probes.release();
       if (this.#state === HALF_OPEN) {
@@ -145,9 +160,12 @@ export class CircuitBreaker {
       }
     }
     if (this.#state !== CLOSED) return;
-    this.#window.record(failed);
+    const w = this.#window;
+    w.add(failed ? FAILURES : SUCCESSES); // moves the window on: peek() below is current
     const run = this.#consecutive.record(failed);
-    if (this.#forced === null && (run || this.#rate.tripped(this.#window))) this.#toOpen();
+    if (this.#forced !== null) return;
+    const failures = w.peek(FAILURES);
+    if (run || this.#rate.tripped(failures, failures + w.peek(SUCCESSES))) this.#toOpen();
   }
 
   /** A probe slot admitted but never used (e.g. the bulkhead refused the request): give it back. */
@@ -213,15 +231,16 @@ export class CircuitBreaker {
   /**
    * New thresholds from a config reload. State, window counts, the run of
    * failures, probe counters and the current open period survive; a new
-   * `openDuration` applies from the next opening. A changed `window` rebuilds
-   * opossum's Status (its bucket count is fixed at construction) and carries
-   * the counts across. Nothing trips here: the next record applies the new
-   * thresholds.
+   * `openDuration` applies from the next opening. A changed `window` resizes
+   * the rolling counter: every count younger than the new length keeps its
+   * age (the bucket length is the rotation's, so only the bucket count
+   * changes). Nothing trips here: the next record applies the new thresholds.
    */
   update(cfg: CircuitBreakerConfig): void {
     this.#cfg = cfg;
     this.#reject = cfg.mode === 'observe' ? ADMIT.OBSERVED_REJECT : ADMIT.REJECT;
-    this.#window.resize(cfg.window);
+    const buckets = bucketsFor(cfg.window, this.#rotation.bucketMs);
+    this.#window.resize(buckets * this.#rotation.bucketMs, buckets);
     this.#consecutive.threshold = cfg.consecutiveFailures;
     this.#rate.percent = cfg.failureRate;
     this.#rate.minimumRequests = cfg.minimumRequests;
@@ -230,15 +249,16 @@ export class CircuitBreaker {
   }
 
   snapshot(): BreakerSnapshot {
-    this.#rotation.sync();
     this.#poll();
     const w = this.#window;
+    const failures = w.sum(FAILURES);
+    const successes = w.peek(SUCCESSES);
     const timed = this.#state === OPEN && this.#forced === null;
     return {
       state: NAMES[this.#state]!,
       forced: this.#forced,
       mode: this.#cfg.mode,
-      window: { total: w.total, failures: w.failures, successes: w.successes },
+      window: { total: failures + successes, failures, successes },
       consecutiveFailures: this.#consecutive.count,
       halfOpen: { inFlight: this.#probes.inFlight, successes: this.#probes.successes },
       // The Clock is monotonic; admin readers want wall time.
@@ -251,7 +271,6 @@ export class CircuitBreaker {
     if (this.#disposed) return;
     this.#disposed = true;
     this.#stopTicks();
-    this.#window.dispose();
     this.#listeners = [];
     this.#rotation.detach();
   }

@@ -3,7 +3,6 @@
  * breaker consults after each closed-state record. Each is pure bookkeeping:
  * the breaker owns the state machine and decides what a trip means.
  */
-import type { RollingWindow } from './window.ts';
 
 /** Opens after `threshold` failed attempts in a row; `null` = trigger off (the run is still counted, for display). */
 export class ConsecutiveFailures {
@@ -48,11 +47,9 @@ export class FailureRate {
     this.minimumRequests = minimumRequests;
   }
 
-  tripped(window: RollingWindow): boolean {
-    if (this.percent === null) return false;
-    const failures = window.failures;
-    if (failures === 0) return false;
-    const total = failures + window.successes;
+  /** `failures` and `total` (failures + successes) are the window's counts now. */
+  tripped(failures: number, total: number): boolean {
+    if (this.percent === null || failures === 0) return false;
     // failures/total >= percent/100, without the division.
     return total >= this.minimumRequests && failures * 100 >= this.percent * total;
   }

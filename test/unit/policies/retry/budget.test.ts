@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { BudgetConfig } from '../../../src/config/types.ts';
-import { RetryBudget } from '../../../src/policies/retry/budget.ts';
-import { ManualClock } from '../../../src/util/clock.ts';
-import { activeTimeouts } from './timers.ts';
+import type { BudgetConfig } from '../../../../src/config/types.ts';
+import { RetryBudget } from '../../../../src/policies/retry/budget.ts';
+import { ManualClock } from '../../../../src/util/clock.ts';
+import { activeTimeouts } from '../timers.ts';
 
 const budget = (ratio: number, minPerSecond: number, window = 10_000): BudgetConfig => ({ ratio, minPerSecond, window });
 

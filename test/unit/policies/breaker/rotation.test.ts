@@ -1,11 +1,11 @@
-// The shared bucket clock and the breaker's timers: one timer for all
-// breakers, none left after dispose, and the few behaviours that need real
-// time (ageing and the open → half-open report without traffic).
+// The shared ticker and the breaker's timers: one timer for all breakers,
+// none left after dispose, and the few behaviours that need real time (ageing
+// and the open → half-open report without traffic).
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { CircuitBreakerConfig } from '../../../src/config/types.ts';
-import { ADMIT, CircuitBreaker, SharedRotation } from '../../../src/policies/breaker/breaker.ts';
-import { ManualClock } from '../../../src/util/clock.ts';
+import type { CircuitBreakerConfig } from '../../../../src/config/types.ts';
+import { ADMIT, CircuitBreaker, SharedRotation } from '../../../../src/policies/breaker/breaker.ts';
+import { ManualClock } from '../../../../src/util/clock.ts';
 
 function config(over: Partial<CircuitBreakerConfig> = {}): CircuitBreakerConfig {
   return {
@@ -27,7 +27,7 @@ after(() => {
   for (const b of live.splice(0)) b.dispose();
 });
 
-/** Every timer created while `fn` runs (setInterval and setTimeout, ours and opossum's). */
+/** Every timer created while `fn` runs (setInterval and setTimeout, whoever creates them). */
 function timersCreatedBy(fn: () => void): NodeJS.Timeout[] {
   const created: NodeJS.Timeout[] = [];
   const { setInterval: si, setTimeout: st } = globalThis;
@@ -53,35 +53,36 @@ function timersCreatedBy(fn: () => void): NodeJS.Timeout[] {
 const activeTimeouts = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
 
 describe('SharedRotation', () => {
-  test('emits one rotate per bucket boundary the clock passed, catching up after a gap', () => {
+  test('counts every tick boundary the clock passed, catching up after a gap', () => {
     const clock = new ManualClock(0);
     const rotation = new SharedRotation({ clock, bucketMs: 100 });
-    rotation.noteBuckets(50);
-    let rotations = 0;
-    rotation.controller.on('rotate', () => rotations++);
+    let ticks = 0;
+    rotation.onTick(() => ticks++);
     rotation.sync();
     clock.advance(99);
     rotation.sync();
-    assert.equal(rotations, 0);
+    assert.equal(rotation.generation, 0);
+    assert.equal(ticks, 0);
     clock.advance(1);
     rotation.sync();
     rotation.sync();
-    assert.equal(rotations, 1);
+    assert.equal(rotation.generation, 1);
+    assert.equal(ticks, 1);
     clock.advance(1250); // boundaries at 200 … 1300
     rotation.sync();
-    assert.equal(rotations, 13);
     assert.equal(rotation.generation, 13);
+    assert.equal(ticks, 2, 'one call per sync that crossed a boundary, however many it crossed');
   });
 
-  test('a long gap rotates at most as many buckets as the longest window holds', () => {
+  test('a long gap costs one call to the tick listeners, whatever its length', () => {
     const clock = new ManualClock(0);
     const rotation = new SharedRotation({ clock, bucketMs: 10 });
-    rotation.noteBuckets(5);
-    let rotations = 0;
-    rotation.controller.on('rotate', () => rotations++);
+    let ticks = 0;
+    rotation.onTick(() => ticks++);
     clock.advance(3_600_000);
     rotation.sync();
-    assert.equal(rotations, 5);
+    assert.equal(ticks, 1);
+    assert.equal(rotation.generation, 360_000);
   });
 
   test('a breaker given only a ManualClock ages its window on that clock', () => {
@@ -115,7 +116,7 @@ describe('timers', () => {
     assert.equal(activeTimeouts(), baseline, 'the timer is unref\'d: it never keeps the process alive');
     assert.equal(rotation.members, 200);
     assert.equal(breakers.filter((b) => b.admit() === ADMIT.REJECT).length, 100);
-    assert.equal(rotation.controller.listenerCount('rotate'), 200, 'one opossum Status per breaker on the shared emitter');
+    assert.equal(rotation.subscribers, 100, 'only open breakers listen to ticks: the windows need none');
   });
 
   test('breakers built without a rotation share the process-wide one', () => {
@@ -141,7 +142,7 @@ describe('timers', () => {
     assert.ok(created.length >= 1);
     for (const b of breakers) b.dispose();
     assert.equal(rotation.running, false);
-    assert.equal(rotation.controller.listenerCount('rotate'), 0);
+    assert.equal(rotation.subscribers, 0);
     // The timers are unref'd, which hides them from getActiveResourcesInfo():
     // ref them again; a cleared timer stays inactive, a live one shows up.
     for (const t of created) t.ref();
@@ -152,7 +153,7 @@ describe('timers', () => {
     }
   });
 
-  test('the shared timer ages windows without any traffic', async () => {
+  test('windows age without any traffic, while the shared timer keeps ticking', async () => {
     const rotation = new SharedRotation({ bucketMs: 20 });
     const b = new CircuitBreaker('aging', config({ window: 100, consecutiveFailures: null }), { rotate: rotation });
     live.push(b);

@@ -2,9 +2,9 @@
 // time-dependent step happens because the test moved the clock.
 import { afterEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { CircuitBreakerConfig, ConditionSet } from '../../../src/config/types.ts';
-import { ADMIT, CircuitBreaker, SharedRotation } from '../../../src/policies/breaker/breaker.ts';
-import { ManualClock } from '../../../src/util/clock.ts';
+import type { CircuitBreakerConfig, ConditionSet } from '../../../../src/config/types.ts';
+import { ADMIT, CircuitBreaker, SharedRotation } from '../../../../src/policies/breaker/breaker.ts';
+import { ManualClock } from '../../../../src/util/clock.ts';
 
 const ALL_5XX = Array.from({ length: 100 }, (_, i) => 500 + i);
 
@@ -134,6 +134,15 @@ describe('closed → open', () => {
     fail(breaker); // 1 of 1: would have been 4 of 4 without the roll-off
     succeed(breaker, 3);
     assert.equal(breaker.state, 'closed');
+  });
+
+  test('a window that is not a whole number of buckets is covered by whole buckets', () => {
+    const { breaker, clock } = setup({ failureRate: null, window: 1050 }); // 11 buckets of 100ms
+    fail(breaker); // at t = 1000, the start of a bucket
+    clock.advance(1099);
+    assert.equal(breaker.snapshot().window.failures, 1);
+    clock.advance(1);
+    assert.equal(breaker.snapshot().window.failures, 0);
   });
 
   test('either trigger may be off: with both off nothing opens it', () => {
