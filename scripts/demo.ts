@@ -9,18 +9,31 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SECONDS = Number(process.env['DEMO_SECONDS'] ?? 20);
 const CONCURRENCY = 8;
+/** A port nothing listens on right now (the demo must work beside whatever else runs on the machine). */
+function freePort(): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(String(port)));
+    });
+  });
+}
+// Each port can be pinned from the environment; otherwise a free one is taken.
 const ports = {
-  DEMO_ADMIN_PORT: process.env['DEMO_ADMIN_PORT'] ?? '19901',
-  DEMO_ORDERS_PORT: process.env['DEMO_ORDERS_PORT'] ?? '15101',
-  DEMO_RECS_PORT: process.env['DEMO_RECS_PORT'] ?? '15102',
-  DEMO_FLAKY_PORT: process.env['DEMO_FLAKY_PORT'] ?? '17101',
-  DEMO_DOWN_PORT: process.env['DEMO_DOWN_PORT'] ?? '17102',
+  DEMO_ADMIN_PORT: process.env['DEMO_ADMIN_PORT'] ?? (await freePort()),
+  DEMO_ORDERS_PORT: process.env['DEMO_ORDERS_PORT'] ?? (await freePort()),
+  DEMO_RECS_PORT: process.env['DEMO_RECS_PORT'] ?? (await freePort()),
+  DEMO_FLAKY_PORT: process.env['DEMO_FLAKY_PORT'] ?? (await freePort()),
+  DEMO_DOWN_PORT: process.env['DEMO_DOWN_PORT'] ?? (await freePort()),
 };
 
 const cli = path.join(root, 'dist', 'cli.js');
@@ -91,12 +104,19 @@ function get(port: string, p: string, timeoutMs = 5000): Promise<{ status: numbe
 
 async function waitReady(): Promise<void> {
   const end = Date.now() + 10_000;
-  while (Date.now() < end) {
+  let gone = false;
+  void exited.then(() => (gone = true));
+  while (Date.now() < end && !gone) {
     const r = await get(ports.DEMO_ADMIN_PORT, '/readyz', 500);
-    if (r.status === 200) return;
+    if (r.status === 200 && !gone) return;
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error('breakwater did not become ready');
+  // breakwater said why on stderr (a port in use, say): stop here, cleanly.
+  console.error(gone ? '\nbreakwater exited before it was ready (see its message above).' : '\nbreakwater did not become ready within 10 s.');
+  child.kill('SIGKILL');
+  flaky.close();
+  recs?.close();
+  process.exit(1);
 }
 
 await waitReady();
@@ -141,11 +161,13 @@ await Promise.all([
 clearInterval(ticker);
 
 const metrics = await new Promise<string>((resolve) => {
-  http.get(`http://127.0.0.1:${ports.DEMO_ADMIN_PORT}/metrics`, (res) => {
-    let s = '';
-    res.on('data', (c: Buffer) => (s += c.toString()));
-    res.on('end', () => resolve(s));
-  });
+  http
+    .get(`http://127.0.0.1:${ports.DEMO_ADMIN_PORT}/metrics`, (res) => {
+      let s = '';
+      res.on('data', (c: Buffer) => (s += c.toString()));
+      res.on('end', () => resolve(s));
+    })
+    .on('error', () => resolve(''));
 });
 function sum(name: string, filter = ''): number {
   let total = 0;
