@@ -13,7 +13,7 @@
 import autocannon from 'autocannon';
 import { createHistogram } from 'node:perf_hooks';
 import { Pool } from 'undici';
-import { cpuMicros, peakRssBytes, watchPrivatePeak } from './proc-stats.ts';
+import { cpuMicros, peakRssBytes, watchMemoryPeaks } from './proc-stats.ts';
 
 export interface Throughput {
   readonly rps: number;
@@ -108,6 +108,8 @@ export interface Sample {
   readonly peakRssBytes: number | null;
   /** Largest private (anonymous) resident memory seen from warm-up to the end of the latency run. */
   readonly peakPrivateBytes: number | null;
+  /** Largest proportional set size (smaps_rollup Pss) seen over the same span. */
+  readonly peakPssBytes: number | null;
   /** Proxy CPU time during the fixed-rate run over its wall time: cores busy at that rate. */
   readonly coresAtRate: number | null;
   readonly failures: number;
@@ -123,7 +125,7 @@ export interface MeasureOptions {
 
 /** Warm up, measure throughput (with the process's CPU time around it), then latency (and the CPU it took), then peak memory. */
 export async function measure(url: string, pid: number | null, o: MeasureOptions): Promise<Sample> {
-  const priv = pid === null ? null : watchPrivatePeak(pid);
+  const memory = pid === null ? null : watchMemoryPeaks(pid);
   try {
     await throughput(url, o.connections, o.warmupS, o.headers);
     const cpu0 = pid === null ? 0 : cpuMicros(pid);
@@ -134,17 +136,19 @@ export async function measure(url: string, pid: number | null, o: MeasureOptions
     const l = await fixedRateLatency(url, o.latencyRate, o.durationS, o.headers);
     const cpu3 = pid === null ? 0 : cpuMicros(pid);
     const wallUs = (performance.now() - w0) * 1000;
+    const peaks = memory?.peaks();
     return {
       rps: t.rps,
       cpuUsPerReq: pid === null || t.requests === 0 ? null : (cpu1 - cpu0) / t.requests,
       p50Us: l.p50Us,
       p99Us: l.p99Us,
       peakRssBytes: pid === null ? null : peakRssBytes(pid),
-      peakPrivateBytes: priv === null ? null : priv.peak(),
+      peakPrivateBytes: peaks?.privateBytes ?? null,
+      peakPssBytes: peaks?.pssBytes ?? null,
       coresAtRate: pid === null ? null : (cpu3 - cpu2) / wallUs,
       failures: t.failures + l.failures,
     };
   } finally {
-    priv?.stop();
+    memory?.stop();
   }
 }

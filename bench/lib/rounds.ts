@@ -76,6 +76,7 @@ export interface Summary {
   readonly addedP99Us: number;
   readonly peakRssBytes: number;
   readonly peakPrivateBytes: number;
+  readonly peakPssBytes: number;
   readonly coresAtRate: number;
   readonly startMs: number;
 }
@@ -103,6 +104,7 @@ export function summarize(results: Results, id: string, base = 'direct'): Summar
     addedP99Us: added((x) => x.p99Us),
     peakRssBytes: pick((x) => x.peakRssBytes),
     peakPrivateBytes: pick((x) => x.peakPrivateBytes),
+    peakPssBytes: pick((x) => x.peakPssBytes),
     coresAtRate: pick((x) => x.coresAtRate),
     startMs: pick((x) => x.startMs),
   };

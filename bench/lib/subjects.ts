@@ -4,11 +4,12 @@
  * reference proxies when installed. Each subject starts a fresh process per
  * measurement, pinned to core 1, and is stopped after it.
  */
-import { closeSync, openSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { allPoliciesConfig, plainConfig, type Ports } from './breakwater-config.ts';
 import { findExecutable, spawnChild, stopChild, waitUntilServing, type Child, type Probe } from './procs.ts';
+import { progress } from './report.ts';
 import type { Settings } from './settings.ts';
 
 /** The body size bench/target.ts (and the nginx target) answers with. */
@@ -91,7 +92,7 @@ function proxyUrl(s: Settings): string {
   return `http://127.0.0.1:${s.proxyPort}/`;
 }
 
-function node(ctx: BenchContext, id: string, label: string, script: string): Subject {
+function node(ctx: BenchContext, id: string, label: string, script: string, env: Record<string, string> = {}): Subject {
   const s = ctx.settings;
   return {
     id,
@@ -106,6 +107,7 @@ function node(ctx: BenchContext, id: string, label: string, script: string): Sub
           LISTEN_PORT: String(s.proxyPort),
           UPSTREAM: ctx.targetUrl,
           CONNECTIONS: String(s.connections),
+          ...env,
         },
         guardStdin: true,
         core: 1,
@@ -117,12 +119,20 @@ function node(ctx: BenchContext, id: string, label: string, script: string): Sub
   };
 }
 
+export const UNDICI_LABEL = 'node:http + undici Pool.stream (baseline)';
+
+/** The minimal undici proxy (baselines/undici-proxy.ts); `env` reaches only it (e.g. NODE_OPTIONS for a profile). */
+export function undiciBaseline(ctx: BenchContext, env: Record<string, string> = {}): Subject {
+  return node(ctx, 'undici', UNDICI_LABEL, 'baselines/undici-proxy.ts', env);
+}
+
 export const BREAKWATER_SKIP = 'breakwater: dist/cli.js not built or not proxying — skipped';
 
 /**
- * The memory settings the container image runs breakwater with: NODE_OPTIONS
- * and glibc's MALLOC_* from the Dockerfile's ENV instructions, so the bench
- * measures what ships rather than a copy of it. Empty if there is no Dockerfile.
+ * The memory settings the container image runs breakwater with: NODE_OPTIONS,
+ * the allocator (LD_PRELOAD) and its MALLOC_* settings from the Dockerfile's
+ * ENV instructions, so the bench measures what ships rather than a copy of
+ * it. Empty if there is no Dockerfile.
  */
 export function shippedEnv(dockerfile: string): Record<string, string> {
   let text: string;
@@ -139,10 +149,26 @@ export function shippedEnv(dockerfile: string): Record<string, string> {
     if (m === null) continue;
     for (const kv of m[1]!.matchAll(/([A-Za-z_][A-Za-z0-9_]*)=("([^"]*)"|\S*)/g)) {
       const key = kv[1]!;
-      if (key === 'NODE_OPTIONS' || key.startsWith('MALLOC_')) env[key] = kv[3] ?? kv[2]!;
+      if (key === 'NODE_OPTIONS' || key === 'LD_PRELOAD' || key.startsWith('MALLOC_')) env[key] = kv[3] ?? kv[2]!;
     }
   }
   return env;
+}
+
+/**
+ * The image's LD_PRELOAD names a library by its path in the image; on this
+ * machine the same library is looked for there, then in Debian's directory
+ * for this architecture. Without it the row runs on glibc's malloc, and
+ * `note` says so (apt-get install libjemalloc2, or BENCH_INSTALL=1).
+ */
+export function onThisMachine(env: Record<string, string>, exists: (path: string) => boolean = existsSync): { env: Record<string, string>; note: string | null } {
+  const preload = env['LD_PRELOAD'];
+  if (preload === undefined || exists(preload)) return { env, note: null };
+  const multiarch = process.arch === 'arm64' ? 'aarch64-linux-gnu' : 'x86_64-linux-gnu';
+  const local = `/usr/lib/${multiarch}/${basename(preload)}`;
+  if (exists(local)) return { env: { ...env, LD_PRELOAD: local }, note: null };
+  const { LD_PRELOAD: _, ...rest } = env;
+  return { env: rest, note: `as shipped: ${basename(preload)} is not installed here (apt-get install libjemalloc2, or BENCH_INSTALL=1 as root): that row runs on glibc's malloc` };
 }
 
 /** breakwater as a child process with the given config text (written to the temp dir). */
@@ -255,11 +281,11 @@ export function findReferences(s: Settings): References {
     if (process.getuid?.() !== 0) {
       notes.push('BENCH_INSTALL=1 needs root to apt-get install nginx-light haproxy');
     } else {
-      const r = spawnSync('apt-get', ['install', '-y', '-qq', 'nginx-light', 'haproxy'], {
+      const r = spawnSync('apt-get', ['install', '-y', '-qq', 'nginx-light', 'haproxy', 'libjemalloc2'], {
         stdio: ['ignore', 'ignore', 'inherit'],
         env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
       });
-      if (r.status !== 0) notes.push('apt-get install nginx-light haproxy failed');
+      if (r.status !== 0) notes.push('apt-get install nginx-light haproxy libjemalloc2 failed');
       nginx = findExecutable('nginx');
       haproxy = findExecutable('haproxy');
     }
@@ -367,6 +393,8 @@ export function passthroughSubjects(ctx: BenchContext, refs: References, withBre
   const p = ports(ctx);
   const list: Subject[] = [directSubject(ctx)];
   if (withBreakwater) {
+    const shipped = onThisMachine(shippedEnv(join(ctx.settings.benchDir, '..', 'Dockerfile')));
+    if (shipped.note !== null && (ctx.settings.only === null || ctx.settings.only.has('breakwater-shipped'))) progress(shipped.note);
     list.push(
       breakwater(ctx, 'breakwater', 'breakwater, plain forwarding', plainConfig(p)),
       breakwater(ctx, 'breakwater-policies', 'breakwater, all policies on', allPoliciesConfig(p, false)),
@@ -375,12 +403,12 @@ export function passthroughSubjects(ctx: BenchContext, refs: References, withBre
       }),
       breakwater(ctx, 'breakwater-shipped', 'breakwater, all policies + access log, as shipped', allPoliciesConfig(p, true), {
         accessLogFile: join(ctx.tmp, 'access-shipped.log'),
-        env: shippedEnv(join(ctx.settings.benchDir, '..', 'Dockerfile')),
+        env: shipped.env,
       }),
     );
   }
   list.push(
-    node(ctx, 'undici', 'node:http + undici Pool.stream (baseline)', 'baselines/undici-proxy.ts'),
+    undiciBaseline(ctx),
     node(ctx, 'http-proxy', 'http-proxy 1.18 + keep-alive agent (baseline)', 'baselines/http-proxy.ts'),
   );
   if (refs.nginx !== null) list.push(nginxProxy(ctx, refs.nginx));

@@ -37,6 +37,7 @@ function table(subjects: readonly Subject[], results: Results, connections: numb
       isDirect ? '—' : fmtCores(m.coresAtRate),
       fmtMiB(m.peakRssBytes),
       fmtMiB(m.peakPrivateBytes),
+      fmtMiB(m.peakPssBytes),
     ]);
   }
   return markdownTable(
@@ -53,6 +54,7 @@ function table(subjects: readonly Subject[], results: Results, connections: numb
       `CPU cores @${rate} req/s`,
       'peak RSS',
       'peak private',
+      'peak PSS',
     ],
     rows,
   );
