@@ -3,7 +3,8 @@
  * Small and boring on purpose: it must keep answering when everything else is
  * on fire, so it does no work beyond reading state.
  */
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { http } from '../http/node-http.ts';
 import type { BreakwaterConfig, ListenerAddress } from '../config/types.ts';
 import { BindError } from '../http/server.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -32,7 +33,7 @@ const CIRCUIT = /^\/upstreams\/([^/]+)\/circuit$/;
 export class AdminServer {
   readonly #proxy: AdminTarget;
   readonly #address: ListenerAddress;
-  readonly server: http.Server;
+  readonly server: Server;
   #port = 0;
 
   constructor(proxy: AdminTarget, address: ListenerAddress) {

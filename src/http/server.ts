@@ -15,7 +15,8 @@
  * processed (§9.6). A connection that does not pipeline pays one property
  * read per request.
  */
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { http } from './node-http.ts';
 import net, { type Socket } from 'node:net';
 import type { ListenerAddress, ListenerConfig } from '../config/types.ts';
 import type { ErrorCode } from '../errors.ts';
@@ -74,7 +75,7 @@ const PARSER_HEADER_LIMIT = 64 * 1024;
 
 export class ListenerServer {
   readonly address: ListenerAddress;
-  readonly server: http.Server;
+  readonly server: Server;
   /** Once set, new requests get `draining` and their connections close. */
   draining = false;
   inflight = 0;

@@ -11,6 +11,15 @@ export type { Logger };
 
 export interface LoggerHandle {
   readonly logger: Logger;
+  /**
+   * Writes one ready-made JSON line (with its newline) to the logger's
+   * destination, when `info` is enabled: the access log's path, which
+   * builds its fixed-shape line itself instead of paying pino's generic
+   * serializer (~5 µs a line under load).
+   */
+  writeInfoLine(line: string): void;
+  /** The `"time":"…"` fragment of this millisecond, as every line carries it. */
+  timeField(): string;
   /** Write out whatever is buffered (shutdown). */
   flush(): void;
 }
@@ -106,8 +115,13 @@ export function createLogger(level: LogLevel, dest?: DestinationStream): LoggerH
     },
     batcher ?? dest!,
   );
+  const out: DestinationStream = batcher ?? dest!;
   return {
     logger,
+    writeInfoLine(line: string): void {
+      if (logger.isLevelEnabled('info')) out.write(line);
+    },
+    timeField: () => cachedIsoTime().slice(1),
     flush(): void {
       batcher?.flush();
       try {

@@ -133,7 +133,7 @@ export class Proxy {
   }
 
   #build(config: BreakwaterConfig): RuntimePlan {
-    const accessLog = config.log.access ? new AccessLog(this.logger, config.log) : null;
+    const accessLog = config.log.access ? new AccessLog(this.#log, config.log) : null;
     return buildRuntime(config, { registry: this.registry, metrics: this.metrics, logger: this.logger, accessLog });
   }
 

@@ -19,8 +19,6 @@
 import type { Socket } from 'node:net';
 import { buildConnector } from 'undici';
 
-/** A request head as undici writes it: `METHOD target HTTP/1.1\r\n...`, one latin1 string. */
-const REQUEST_HEAD = /^[A-Z]+ \S+ HTTP\/1\.1\r\n/;
 const PREFIX = Buffer.from('HTTP/1.1 100', 'latin1');
 const END = Buffer.from('\r\n\r\n', 'latin1');
 
@@ -54,7 +52,13 @@ export function skipContinue(socket: Socket): void {
   const write = socket.write;
   const read = socket.read;
   socket.write = function (this: Socket, chunk: unknown, ...rest: unknown[]): boolean {
-    if (typeof chunk === 'string' && REQUEST_HEAD.test(chunk)) expectingHead = true;
+    // undici writes a request head as one latin1 string starting with the
+    // method; its other string writes are chunk framing ("\r\n1f\r\n") and
+    // bodies are buffers. One character tells them apart.
+    if (typeof chunk === 'string') {
+      const c = chunk.charCodeAt(0);
+      if (c >= 65 && c <= 90) expectingHead = true;
+    }
     return (write as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
   } as Socket['write'];
   socket.read = function (this: Socket, size?: number): unknown {
