@@ -39,7 +39,7 @@ function spec(code: ErrorCode, status: number, flag: string | null, message: str
 
 export const ERRORS: Readonly<Record<ErrorCode, ErrorSpec>> = Object.freeze({
   no_route: spec('no_route', 404, 'no_route', 'no route matches this request'),
-  method_not_allowed: spec('method_not_allowed', 405, null, 'CONNECT is allowed only to port 80 of a host a route matches'),
+  method_not_allowed: spec('method_not_allowed', 405, null, 'CONNECT is allowed only to port 80 of a host a route matches, or to an endpoint of a route with allowConnect'),
   rate_limited: spec('rate_limited', 429, 'rate_limited', 'rate limit exceeded'),
   circuit_open: spec('circuit_open', 503, 'circuit_open', 'circuit breaker is open'),
   bulkhead_full: spec('bulkhead_full', 503, 'bulkhead_full', 'too many concurrent requests to the upstream'),

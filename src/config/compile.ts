@@ -33,6 +33,7 @@ import {
   type RawRoute,
   type RawUpstream,
 } from './schema.ts';
+import { compileTls } from './tls.ts';
 import type { BreakwaterConfig, ListenerConfig, PolicySet, RouteConfig, RouteMatch, UpstreamConfig } from './types.ts';
 import { childPath } from './yaml-nodes.ts';
 
@@ -57,13 +58,14 @@ export function policyLayers<K extends keyof RawDefaults & keyof RawUpstream>(
   return layers;
 }
 
-export function compile(raw: RawConfig): Compiled {
+/** `baseDir`: where relative paths of the file (tls files) are read from, the config file's directory. */
+export function compile(raw: RawConfig, baseDir: string = process.cwd()): Compiled {
   const top = withBuiltIns(configSchema, raw);
   const conds = new ConditionCache();
   const upstreams = new Map<string, UpstreamConfig>();
   const shared = new Map<string, PolicySet>();
   for (const [name, u] of need(raw.upstreams, 'upstreams')) {
-    const c = compileUpstream(raw, name, need(u, `upstreams.${name}`), conds);
+    const c = compileUpstream(raw, name, need(u, `upstreams.${name}`), conds, baseDir);
     upstreams.set(name, c);
     shared.set(name, { timeout: c.timeout, retry: c.retry, fallback: c.fallback });
   }
@@ -76,7 +78,7 @@ export function compile(raw: RawConfig): Compiled {
     if (L.upstream !== undefined) {
       // The shorthand: one catch-all route named like the listener.
       const policy = need(shared.get(L.upstream), `upstream ${L.upstream}`);
-      routes.push({ name, match: MATCH_ALL, upstream: L.upstream, stripPrefix: false, policy, rateLimit: null });
+      routes.push({ name, match: MATCH_ALL, upstream: L.upstream, stripPrefix: false, allowConnect: false, policy, rateLimit: null });
     } else {
       need(L.routes, 'routes').forEach((r, j) => {
         const path = `listeners[${i}].routes[${j}]`;
@@ -114,12 +116,13 @@ export function compile(raw: RawConfig): Compiled {
   };
 }
 
-function compileUpstream(raw: RawConfig, name: string, u: RawUpstream, conds: ConditionCache): UpstreamConfig {
+function compileUpstream(raw: RawConfig, name: string, u: RawUpstream, conds: ConditionCache, baseDir: string): UpstreamConfig {
   const pool = withBuiltIns(poolSchema, u.pool ?? {});
   const rh = withBuiltIns(requestHeadersSchema, u.requestHeaders ?? {});
   return {
     name,
     endpoints: u.url !== undefined ? [u.url] : defined(u.endpoints),
+    tls: compileTls(u.tls, baseDir),
     balance: u.balance ?? (builtIn(fieldOf(upstreamSchema, 'balance')) as UpstreamConfig['balance']),
     pool: { connections: need(pool.connections, 'pool.connections'), keepAlive: need(pool.keepAlive, 'pool.keepAlive') },
     preserveHost: u.preserveHost ?? (builtIn(fieldOf(upstreamSchema, 'preserveHost')) as boolean),
@@ -169,6 +172,7 @@ function compileRoute(
     match,
     upstream,
     stripPrefix: r.stripPrefix ?? (builtIn(fieldOf(routeSchema, 'stripPrefix')) as boolean),
+    allowConnect: r.allowConnect ?? (builtIn(fieldOf(routeSchema, 'allowConnect')) as boolean),
     policy,
     // The route's own bucket: not merged with the upstream's, which is a bucket of its own.
     rateLimit: compileRateLimit([layer(`${path}.rateLimit`, r.rateLimit)]),

@@ -48,6 +48,10 @@ export function describeConfig(config: BreakwaterConfig): string {
       const u = config.upstreams.get(r.upstream);
       out.push(`  route ${r.name}`);
       line(4, 'match', describeMatch(r.match, r.stripPrefix));
+      if (r.allowConnect && u !== undefined) {
+        const to = u.endpoints.filter((e) => e.port !== 80).map((e) => e.authority);
+        line(4, 'connect', `CONNECT tunnels allowed to ${to.length === 0 ? 'none of its endpoints' : to.join(', ')}`);
+      }
       if (u === undefined) {
         line(4, 'upstream', `${r.upstream} (unknown)`);
         continue;

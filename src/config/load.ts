@@ -4,7 +4,8 @@
  * deep freeze. Duplicate keys are left to the walk (the yaml library's check
  * is quadratic in the size of a mapping; ours is not).
  * Every error of a file is collected and returned at once, in file order;
- * nothing here throws on bad input, and nothing but the file is read.
+ * nothing here throws on bad input, and nothing but the file (and the TLS
+ * files it names, config/tls.ts) is read.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -18,6 +19,7 @@ import { lint } from './lint.ts';
 import { redactedDocument } from './redact.ts';
 import { configSchema, type RawConfig } from './schema.ts';
 import type { BreakwaterConfig } from './types.ts';
+import { validateTls } from './tls.ts';
 import { validateSemantics } from './validate.ts';
 import { walk, INVALID } from './walk.ts';
 import { AliasBudget, locate, type AnyNode } from './yaml-nodes.ts';
@@ -98,12 +100,17 @@ function load(text: string, file: string, hash: string, env: Env): LoadResult {
   const walked = walk(configSchema, doc.contents as AnyNode | null, '', ctx, 0);
   if (ctx.budget.exhausted) return { ok: false, errors: errors.filter((e) => e.message.startsWith('too many aliases')) };
   const raw: RawConfig = walked === INVALID ? {} : (walked as RawConfig);
-  if (walked !== INVALID) validateSemantics(raw, (p, m) => at('semantic', locate(doc, p), p, m));
+  // Relative paths in the file (tls.ca, tls.cert, tls.key) are read from its directory.
+  const baseDir = path.dirname(path.resolve(file));
+  if (walked !== INVALID) {
+    validateSemantics(raw, (p, m) => at('semantic', locate(doc, p), p, m));
+    validateTls(raw, baseDir, (p, m) => at('semantic', locate(doc, p), p, m));
+  }
   if (errors.length > 0) return { ok: false, errors: capped(sortErrors(errors)) };
 
   let config: BreakwaterConfig;
   try {
-    const compiled = compile(raw);
+    const compiled = compile(raw, baseDir);
     config = {
       ...compiled,
       warnings: lint(raw, compiled),

@@ -258,6 +258,11 @@ export const routeSchema = object(
     ),
     upstream: upstreamRef({ required: true, description: 'The upstream this route forwards to.' }),
     stripPrefix: boolean({ default: false, description: 'Remove match.pathPrefix from the path sent upstream (/inventory/items -> /items).' }),
+    allowConnect: boolean({
+      default: false,
+      description:
+        'Allow CONNECT byte tunnels (HTTPS_PROXY) to this route’s hosts, for ports other than 80: only to an authority (host:port) that is one of the upstream’s endpoints. The tunnel is opaque, so such a route matches by host only.',
+    }),
     timeout: timeoutSchema,
     retry: retrySchema,
     fallback: fallbackSchema,
@@ -312,10 +317,29 @@ export const requestHeadersSchema = object(
   { description: 'Request headers rewritten on the way upstream.' },
 );
 
+const filePath = (meta: Meta = {}): Schema<string> => string({ minLength: 1, singleLine: true, expected: 'a file path' }, meta);
+const SERVERNAME = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+export const tlsSchema = object(
+  {
+    ca: filePath({ description: 'PEM file of the CA certificate(s) that sign the upstream’s certificate; relative paths are read from the config file’s directory. Watched: a changed file is used by new connections.' }),
+    caMode: oneOf(['replace', 'add'] as const, {
+      default: 'replace',
+      description: 'replace: trust only the certificates of ca (as curl --cacert); add: trust them and the system roots.',
+    }),
+    cert: filePath({ description: 'Client certificate (PEM, leaf first, then intermediates) for mTLS; needs key. Watched.' }),
+    key: filePath({ description: 'Unencrypted PEM private key of cert; needs cert. Watched.' }),
+    servername: string({ pattern: SERVERNAME, expected: 'a host name' }, { description: 'SNI, and the name the upstream’s certificate is verified against. Built-in: the endpoint’s host.' }),
+    minVersion: oneOf(['TLSv1.2', 'TLSv1.3'] as const, { default: 'TLSv1.2', description: 'Oldest TLS version offered.' }),
+  },
+  { ref: 'tls', description: 'TLS to the upstream’s https:// endpoints. Certificates are always verified.' },
+);
+
 export const upstreamSchema = object(
   {
     url: endpointUrl({ description: 'The one endpoint: http(s)://host[:port], no path.' }),
     endpoints: list(endpointUrl(), { minItems: 1, description: 'Several endpoints, balanced.' }),
+    tls: tlsSchema,
     balance: oneOf(['round-robin', 'least-request', 'random'] as const, { default: 'round-robin', description: 'How an endpoint is picked.' }),
     pool: poolSchema,
     preserveHost: boolean({ default: false, description: 'Send the client’s Host; by default Host is rewritten to the endpoint’s authority.' }),
@@ -387,6 +411,7 @@ export type RawCircuitBreaker = TypeOf<typeof circuitBreakerSchema>;
 export type RawBulkhead = TypeOf<typeof bulkheadSchema>;
 export type RawRateLimit = TypeOf<typeof rateLimitSchema>;
 export type RawFallback = TypeOf<typeof fallbackSchema>;
+export type RawTls = TypeOf<typeof tlsSchema>;
 export type RawDefaults = TypeOf<typeof defaultsSchema>;
 
 /** The published JSON Schema of the format, generated from the declarations above. */

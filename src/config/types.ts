@@ -168,9 +168,33 @@ export interface HeaderRewrite {
   readonly remove: readonly string[];
 }
 
+export type TlsVersion = 'TLSv1.2' | 'TLSv1.3';
+
+/**
+ * TLS to an upstream's https:// endpoints (SPEC §10.4). Paths are absolute
+ * (relative ones are resolved against the config file's directory); the
+ * files' contents never enter the config: they are read, checked and
+ * watched by src/upstream/tls.ts.
+ */
+export interface TlsConfig {
+  /** PEM file of CA certificates; null: the system roots only. */
+  readonly ca: string | null;
+  /** replace: trust only `ca` (as curl --cacert or Envoy's trusted_ca); add: `ca` and the system roots. */
+  readonly caMode: 'replace' | 'add';
+  /** Client certificate chain (PEM) for mTLS; set together with `key`. */
+  readonly cert: string | null;
+  /** Private key (PEM, unencrypted) of `cert`. */
+  readonly key: string | null;
+  /** SNI and the name the server certificate is verified against; null: the endpoint's host. */
+  readonly servername: string | null;
+  readonly minVersion: TlsVersion;
+}
+
 export interface UpstreamConfig {
   readonly name: string;
   readonly endpoints: readonly Endpoint[];
+  /** null: https:// endpoints are verified against the system roots with node's defaults. */
+  readonly tls: TlsConfig | null;
   readonly balance: BalanceMode;
   readonly pool: { readonly connections: number; readonly keepAlive: Millis };
   readonly preserveHost: boolean;
@@ -204,6 +228,8 @@ export interface RouteConfig {
   readonly match: RouteMatch;
   readonly upstream: string;
   readonly stripPrefix: boolean;
+  /** `CONNECT host:PORT` (PORT ≠ 80) to one of the upstream's endpoints opens a byte tunnel (SPEC §10.3). */
+  readonly allowConnect: boolean;
   /** Effective policies: built-in < defaults < upstream < route. */
   readonly policy: PolicySet;
   /** Route-level rate limit (a bucket of its own); null when the route sets none. */

@@ -8,8 +8,8 @@ import { NEVER_LOGGED } from '../observability/never-logged.ts';
 import { policyLayers } from './compile.ts';
 import { innermost, mergeBlocks, type Layer } from './merge.ts';
 import { isWildcard } from './net.ts';
-import { fallbackSchema, type RawConfig, type RawFallback, type RawListener, type RawTimeout, type RawUpstream } from './schema.ts';
-import type { ListenerAddress } from './types.ts';
+import { fallbackSchema, type RawConfig, type RawFallback, type RawListener, type RawRoute, type RawTimeout, type RawUpstream } from './schema.ts';
+import type { HostMatch, ListenerAddress } from './types.ts';
 import { formatDuration } from './units.ts';
 import { childPath } from './yaml-nodes.ts';
 
@@ -51,6 +51,7 @@ export function validateSemantics(raw: RawConfig, reportTo: Report): void {
       if (r.stripPrefix === true && r.match?.pathPrefix === undefined) {
         report(`${rp}.stripPrefix`, 'stripPrefix needs match.pathPrefix: there is no prefix to strip');
       }
+      if (r.allowConnect === true) checkAllowConnect(rp, r, upstreams, report);
       const target = r.fallback?.upstream;
       if (typeof target === 'string') {
         checkUpstreamRef(`${rp}.fallback.upstream`, target, upstreams, report, 'fallback');
@@ -62,6 +63,40 @@ export function validateSemantics(raw: RawConfig, reportTo: Report): void {
       }
     });
   });
+}
+
+/**
+ * `allowConnect` (SPEC §10.3): a CONNECT tunnel is opaque (the client does
+ * TLS end to end), so nothing but the host can decide it — a path, method or
+ * header condition on such a route would look like a restriction the tunnel
+ * never applies. And a tunnel only ever reaches one of the upstream's own
+ * endpoints: a route whose host condition matches none of them (on a port
+ * other than 80, which is served as plain HTTP) could never open one.
+ */
+function checkAllowConnect(rp: string, r: RawRoute, upstreams: ReadonlyMap<string, RawUpstream | undefined>, report: Report): void {
+  for (const key of ['pathPrefix', 'methods', 'headers'] as const) {
+    if (r.match?.[key] !== undefined) {
+      report(
+        `${rp}.match.${key}`,
+        `a route with allowConnect matches CONNECT by host only: a tunnel's bytes are TLS breakwater cannot read, so match.${key} would not restrict it; put allowConnect on a route that matches by host alone`,
+      );
+    }
+  }
+  const u = r.upstream === undefined ? undefined : upstreams.get(r.upstream);
+  if (u === undefined) return;
+  const endpoints = u.url !== undefined ? [u.url] : (u.endpoints ?? []);
+  const host = r.match?.host;
+  const reachable = endpoints.some((e) => e !== undefined && e.port !== 80 && (host === undefined || hostMatchAccepts(host, e.authority.slice(0, e.authority.lastIndexOf(':')))));
+  if (!reachable && endpoints.length > 0) {
+    report(
+      `${rp}.allowConnect`,
+      `allowConnect: no endpoint of upstream ${r.upstream} is at a host this route matches, on a port other than 80; a CONNECT tunnel only ever reaches one of the upstream's own endpoints`,
+    );
+  }
+}
+
+function hostMatchAccepts(m: HostMatch, host: string): boolean {
+  return m.kind === 'exact' ? host === m.host : host.length > m.suffix.length && host.endsWith(m.suffix);
 }
 
 function checkLogHeaders(raw: RawConfig, report: Report): void {

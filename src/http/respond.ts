@@ -68,23 +68,33 @@ export function renderFailure(ex: Exchange, code: ErrorCode, retryAfterMs: numbe
   res.end(body);
 }
 
+/** What a tunnel (WebSocket, CONNECT) knows when it refuses: its route and upstream, and the guard's Retry-After. */
+export interface RawErrorContext {
+  readonly route?: string;
+  readonly upstream?: string;
+  readonly retryAfterMs?: number;
+}
+
 /**
  * A generated response written straight onto a socket, for requests node's
  * parser rejected before a ServerResponse existed (400, 431) and for CONNECT.
  * The connection is closed after it.
  */
-export function writeRawError(socket: Socket, code: ErrorCode, requestId: string): void {
+export function writeRawError(socket: Socket, code: ErrorCode, requestId: string, at?: RawErrorContext): void {
   if (!socket.writable) {
     socket.destroy();
     return;
   }
   const spec = ERRORS[code];
-  const body = errorBody(code, null, null, requestId);
+  const body = errorBody(code, at?.upstream ?? null, at?.route ?? null, requestId);
+  const retryAfterMs = at?.retryAfterMs ?? 0;
+  const retryAfter = retryAfterMs > 0 || code === 'rate_limited' || code === 'circuit_open' ? `retry-after: ${Math.max(1, Math.ceil(retryAfterMs / 1000))}\r\n` : '';
   socket.end(
     `HTTP/1.1 ${spec.status} ${REASON[spec.status] ?? 'Error'}\r\n` +
       'content-type: application/json\r\n' +
       `x-breakwater-error: ${code}\r\n` +
       `x-request-id: ${requestId}\r\n` +
+      retryAfter +
       `content-length: ${Buffer.byteLength(body)}\r\n` +
       'connection: close\r\n\r\n' +
       body,

@@ -50,6 +50,20 @@ export class Router<R> {
     return false;
   }
 
+  /**
+   * The first route whose host condition accepts `host` (path, method and
+   * headers aside) and whose value `accept` takes: how a `CONNECT host:PORT`
+   * byte tunnel finds its route (SPEC §10.3).
+   */
+  findByHost(host: string, accept: (value: R) => boolean): R | null {
+    const candidates = this.#byHost.get(host) ?? this.#other;
+    for (let i = 0; i < candidates.length; i++) {
+      const r = candidates[i]!;
+      if (hostMatches(r.config.match, host) && accept(r.value)) return r.value;
+    }
+    return null;
+  }
+
   /** `host` lower-case without port; `path` without query; `method` upper-case. */
   match(host: string, path: string, method: string, req: HasHeaders): Routable<R> | null {
     const candidates = this.#byHost.get(host) ?? this.#other;

@@ -1,6 +1,7 @@
 /**
  * The listener edge (SPEC §3): accepts connections, rejects what is malformed
- * (400/413/431), answers CONNECT (a tunnel for port 80, else 405), routes, and
+ * (400/413/431), answers CONNECT (for port 80 an HTTP tunnel, for another
+ * port a byte tunnel where a route allows it, else 405), routes, and
  * hands each request to its route. A ListenerServer outlives config reloads:
  * when a reload keeps its address, only `current` — the compiled routes and
  * policies — is swapped, so kept-alive client connections use the new routes
@@ -22,6 +23,7 @@ import type { ListenerAddress, ListenerConfig } from '../config/types.ts';
 import type { ErrorCode } from '../errors.ts';
 import { Exchange } from '../pipeline/exchange.ts';
 import { onClientError } from './client-error.ts';
+import { connectAuthority, type ConnectTunnels } from './connect-tunnel.ts';
 import { kActive, kAuthority, kClosing, kWaiting, type EdgeSocket } from './edge-socket.ts';
 import { connectHost80, hasRequestBody, hasUnderscoreHeader, headSize, isWebSocketUpgrade, malformedHead, parseTarget, requestIdOf } from './request-head.ts';
 import { renderFailure, writeRawError } from './respond.ts';
@@ -32,6 +34,8 @@ export interface RouteEntry {
   handle(ex: Exchange): void;
   /** WebSocket/Upgrade requests (http/upgrade.ts). */
   upgrade(req: IncomingMessage, socket: Socket, head: Buffer, requestId: string): void;
+  /** `CONNECT host:PORT` byte tunnels (http/connect-tunnel.ts); null unless the route has allowConnect. */
+  readonly connect: ConnectTunnels | null;
 }
 
 /** What the edge calls when an exchange is over: metrics and the access log. */
@@ -161,12 +165,21 @@ export class ListenerServer {
    * matches `host` opens a tunnel in which breakwater itself serves HTTP/1.1:
    * every request inside is routed and handled like an absolute-form request
    * for that host (Node's fetch with NODE_USE_ENV_PROXY=1 and undici's
-   * ProxyAgent reach http:// URLs so). Anything else is 405, nothing dialled.
+   * ProxyAgent reach http:// URLs so). `CONNECT host:PORT` for another port
+   * is a byte tunnel (http/connect-tunnel.ts) where a route with
+   * allowConnect matches `host` and `host:PORT` is one of its upstream's
+   * endpoints. Anything else is 405, nothing dialled.
    */
   #connect(req: IncomingMessage, socket: EdgeSocket, head: Buffer): void {
     const rid = requestIdOf(req);
     if (this.draining) return writeRawError(socket, 'draining', rid);
-    const host = socket[kAuthority] === undefined && !malformedHead(req) ? connectHost80(req.url ?? '') : null;
+    const a = socket[kAuthority] === undefined && !malformedHead(req) ? connectAuthority(req.url ?? '') : null;
+    if (a !== null && a.port !== 80) {
+      const route = this.#current.router.findByHost(a.host, (r) => r.connect?.accepts(a.host, a.port) === true);
+      if (route === null) return writeRawError(socket, 'method_not_allowed', rid);
+      return route.connect!.open(socket, head, a.host, a.port, rid);
+    }
+    const host = a === null ? null : connectHost80(req.url ?? '');
     if (host === null || !this.#current.router.hasHost(host)) return writeRawError(socket, 'method_not_allowed', rid);
     socket.setTimeout(0);
     socket[kAuthority] = host;

@@ -25,6 +25,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { BreakerGuard, BreakerPermit } from '../policies/breaker/permit.ts';
 import type { Bulkhead } from '../policies/bulkhead/bulkhead.ts';
 import type { Permit } from '../policies/permit.ts';
+import { acquireTunnelGuards, type TunnelGuards, type TunnelRefusal } from '../policies/tunnel-guards.ts';
 import { connectionListed, isHopByHop } from './hop-by-hop.ts';
 import { classifyError, classifyStatus, errorCodeFor } from '../pipeline/classify.ts';
 import type { Balancer } from '../upstream/pool.ts';
@@ -40,7 +41,7 @@ export interface UpgradeDeps {
   /** The upstream's guards: the same objects, and the same permits, as its HTTP requests use. */
   readonly breaker: BreakerGuard | null;
   readonly bulkhead: Bulkhead | null;
-  readonly onReject: (reason: 'circuit_open' | 'bulkhead_full') => void;
+  readonly onReject: (reason: TunnelRefusal) => void;
   readonly onAttempt: (kind: OutcomeKind, seconds: number) => void;
   /** Where the `tunnel` line goes when the tunnel closes (null: access log off). */
   readonly logger: Logger | null;
@@ -162,34 +163,19 @@ class Tunnel {
 
 /** Builds a route's upgrade handler once per config load. */
 export function upgradeHandler(deps: UpgradeDeps): (req: IncomingMessage, socket: Socket, head: Buffer, requestId: string) => void {
+  // No rate limit: a WebSocket tunnel is subject to the breaker and the bulkhead only (SPEC §3).
+  const guards: TunnelGuards = { routeRateLimit: null, upstreamRateLimit: null, breaker: deps.breaker, bulkhead: deps.bulkhead };
   return (req, socket, head, requestId) => {
     const flags: string[] = [];
-    // The same guards, in the same order, as an HTTP request (SPEC §4): breaker admission, then the bulkhead.
-    let breaker: BreakerPermit | null = null;
-    if (deps.breaker !== null) {
-      const p = deps.breaker.acquire();
-      if (p.type === 'failure') {
-        deps.onReject('circuit_open');
-        return writeRawError(socket, 'circuit_open', requestId);
-      }
-      if (p.observed !== null) flags.push(p.observed);
-      breaker = p;
-    }
-    let slot: Permit | null = null;
-    if (deps.bulkhead !== null) {
-      const p = deps.bulkhead.acquire();
-      // A tunnel does not queue: it would hold the client's socket waiting.
-      if (p === 'queue' || p.type === 'failure') {
-        breaker?.release();
-        deps.onReject('bulkhead_full');
-        return writeRawError(socket, 'bulkhead_full', requestId);
-      }
-      if (p.observed !== null) flags.push(p.observed);
-      slot = p;
+    // The same guards, in the same order, as an HTTP request (SPEC §4): breaker admission, then the bulkhead (never queued).
+    const p = acquireTunnelGuards(guards, flags);
+    if (p.type === 'failure') {
+      deps.onReject(p.code);
+      return writeRawError(socket, p.code, requestId, { retryAfterMs: p.retryAfterMs });
     }
     const ep = deps.balancer.pick().endpoint;
     const path = req.url ?? '/';
-    const tunnel = new Tunnel(deps, socket, requestId, path.split('?')[0]!, ep.authority, breaker, slot, flags);
+    const tunnel = new Tunnel(deps, socket, requestId, path.split('?')[0]!, ep.authority, p.breaker, p.slot, flags);
     (req as TunnelRequest)[kTunnel] = tunnel;
     if (deps.route.stripPrefix && deps.route.match.pathPrefix !== null) req.url = stripPrefix(path, deps.route.match.pathPrefix);
     upgradeHeaders(req, deps, requestId);

@@ -30,7 +30,32 @@ const CONNECT_CODES = new Set([
   'DEPTH_ZERO_SELF_SIGNED_CERT',
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
   'SELF_SIGNED_CERT_IN_CHAIN',
+  // The rest of OpenSSL's verification failures (SPEC §10.4: a certificate
+  // that does not verify means the upstream was never reached).
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_DECRYPT_CERT_SIGNATURE',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_NOT_YET_VALID',
+  'CERT_REVOKED',
+  'CERT_CHAIN_TOO_LONG',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'INVALID_CA',
+  'INVALID_PURPOSE',
+  'PATH_LENGTH_EXCEEDED',
+  'HOSTNAME_MISMATCH',
+  'ERR_TLS_HANDSHAKE_TIMEOUT',
 ]);
+
+/**
+ * `ERR_SSL_*`: the TLS handshake failed (an alert from the server: no
+ * client certificate, unknown CA, no common version...). The request was
+ * never processed, so it is a connect failure, like a refused connection.
+ */
+function tlsHandshakeFailure(code: string): boolean {
+  return code.startsWith('ERR_SSL_');
+}
 
 const TIMEOUT_CODES = new Set(['BW_ATTEMPT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT']);
 
@@ -45,7 +70,7 @@ export function classifyStatus(status: number): OutcomeKind {
 export function classifyError(err: unknown): OutcomeKind {
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code === 'string') {
-    if (CONNECT_CODES.has(code)) return 'connect_failure';
+    if (CONNECT_CODES.has(code) || tlsHandshakeFailure(code)) return 'connect_failure';
     if (TIMEOUT_CODES.has(code)) return 'timeout';
     // undici wraps the socket's error: look one level down for a connect error.
     const cause = (err as { cause?: { code?: unknown } }).cause?.code;

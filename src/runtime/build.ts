@@ -11,6 +11,7 @@ import type { BreakwaterConfig, ListenerConfig, PolicySet, RouteConfig, Upstream
 import { renderFailure } from '../http/respond.ts';
 import { Router } from '../http/router.ts';
 import type { ExchangeObserver, ListenerRoutes, RouteEntry } from '../http/server.ts';
+import { connectTunnels, type ConnectTunnels } from '../http/connect-tunnel.ts';
 import { upgradeHandler } from '../http/upgrade.ts';
 import type { AccessLog } from '../observability/access-log.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -22,6 +23,7 @@ import type { Bulkhead } from '../policies/bulkhead/bulkhead.ts';
 import { fallbackLayer } from '../policies/fallback/fallback.ts';
 import { attemptHandler, type AttemptParams } from '../upstream/attempt.ts';
 import { Balancer, EndpointPool } from '../upstream/pool.ts';
+import { TlsSource, type TlsReloadListener } from '../upstream/tls.ts';
 import { Activity } from './activity.ts';
 import { StatePlan } from './plan.ts';
 import { routeStack, upstreamStack, type RouteParts } from './route-stack.ts';
@@ -108,11 +110,26 @@ class Builder {
   readonly #config: BreakwaterConfig;
   readonly #deps: BuildDeps;
   readonly #state: StatePlan;
+  /** One TLS source per upstream with a `tls` block, shared by the pools of its endpoints (all routes). */
+  readonly #tls = new Map<string, TlsSource>();
 
   constructor(config: BreakwaterConfig, deps: BuildDeps, state: StatePlan) {
     this.#config = config;
     this.#deps = deps;
     this.#state = state;
+  }
+
+  /**
+   * The upstream's TLS source: the files are read and checked now (a file
+   * broken since the config was validated fails the build). A pool that
+   * the registry already holds keeps the source it was made with — it is
+   * watching the same files — so a source made here for it is never used.
+   */
+  #tlsSource(u: UpstreamConfig): TlsSource | null {
+    if (u.tls === null) return null;
+    let s = this.#tls.get(u.name);
+    if (s === undefined) this.#tls.set(u.name, (s = new TlsSource(u.name, u.tls, tlsReloadListener(this.#deps))));
+    return s;
   }
 
   #upstreamConfig(name: string): UpstreamConfig {
@@ -152,7 +169,21 @@ class Builder {
       logger: this.#deps.accessLog === null ? null : this.#deps.logger,
       listener: listener.name,
     });
-    return new Route(stack, upgrade, this.#deps.logger);
+    const connect = !r.allowConnect ? null : connectTunnels({
+      listener: listener.name,
+      route: r,
+      upstream: u,
+      guards: {
+        routeRateLimit: r.rateLimit === null ? null : { bucket: this.#state.bucket(`route:${r.name}`, r.rateLimit), observe: r.rateLimit.mode === 'observe' },
+        upstreamRateLimit: u.rateLimit === null ? null : { bucket: this.#state.bucket(`upstream:${u.name}`, u.rateLimit), observe: u.rateLimit.mode === 'observe' },
+        breaker: up.breaker,
+        bulkhead: up.bulkhead,
+      },
+      metrics: rm,
+      onAttempt: (kind, seconds) => up.metrics.attempt(kind, seconds),
+      logger: this.#deps.accessLog === null ? null : this.#deps.logger,
+    });
+    return new Route(stack, upgrade, connect, this.#deps.logger);
   }
 
   /** The fallback step's parameters: another upstream's own stack (with its own fallback), or only a static answer. */
@@ -175,7 +206,16 @@ class Builder {
     const state = this.#state;
     const um = this.#deps.metrics.upstream(u.name);
     const pools = u.endpoints.map(
-      (e) => new EndpointPool(e, state.pool(e.origin, { connections: u.pool.connections, keepAlive: u.pool.keepAlive, connectTimeout: policy.timeout.connect })),
+      (e) =>
+        new EndpointPool(
+          e,
+          state.pool(e.origin, {
+            connections: u.pool.connections,
+            keepAlive: u.pool.keepAlive,
+            connectTimeout: policy.timeout.connect,
+            tls: e.protocol === 'https:' ? this.#tlsSource(u) : null,
+          }),
+        ),
     );
     const balancer = new Balancer(pools, u.balance);
     const breaker = u.circuitBreaker === null ? null : breakerGuard(state.breaker(u.name, u.circuitBreaker));
@@ -202,6 +242,15 @@ class Builder {
     });
     return { handler, balancer, breaker, bulkhead, metrics: um };
   }
+}
+
+/** Rotations of an upstream's TLS files: one log line and one count each. */
+function tlsReloadListener(deps: BuildDeps): TlsReloadListener {
+  return (upstream, result, errors) => {
+    deps.metrics.upstream(upstream).tlsReload(result);
+    if (result === 'success') deps.logger.info({ upstream }, 'tls_reload');
+    else deps.logger.error({ upstream, errors }, 'tls_reload_failed');
+  };
 }
 
 /** A fallback upstream's own fallback, around its stack. */
@@ -234,15 +283,17 @@ function attemptObserver(um: UpstreamMetrics): AttemptParams['observe'] {
   };
 }
 
-/** A route's entry, as the edge sees it: the stack for requests, the tunnel for upgrades. */
+/** A route's entry, as the edge sees it: the stack for requests, the tunnels for upgrades and CONNECT. */
 class Route implements RouteEntry {
   readonly #stack: Handler;
   readonly upgrade: RouteEntry['upgrade'];
+  readonly connect: ConnectTunnels | null;
   readonly #logger: Logger;
 
-  constructor(stack: Handler, upgrade: RouteEntry['upgrade'], logger: Logger) {
+  constructor(stack: Handler, upgrade: RouteEntry['upgrade'], connect: ConnectTunnels | null, logger: Logger) {
     this.#stack = stack;
     this.upgrade = upgrade;
+    this.connect = connect;
     this.#logger = logger;
   }
 

@@ -17,14 +17,13 @@
  * test per read once its response has started.
  */
 import type { Socket } from 'node:net';
-import { buildConnector } from 'undici';
+import type { buildConnector } from 'undici';
 
 const PREFIX = Buffer.from('HTTP/1.1 100', 'latin1');
 const END = Buffer.from('\r\n\r\n', 'latin1');
 
-/** undici's connector with the interim-response filter on every socket it makes. */
-export function connectorSkippingContinue(opts: buildConnector.BuildOptions): buildConnector.connector {
-  const connect = buildConnector(opts);
+/** An undici connector (plain, or one that reads an upstream's current TLS files, upstream/tls.ts) with the filter on every socket it makes. */
+export function skippingContinue(connect: buildConnector.connector): buildConnector.connector {
   return (options, callback) =>
     connect(options, (err, socket) => {
       if (err !== null) return callback(err, null);

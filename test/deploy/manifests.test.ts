@@ -348,6 +348,129 @@ describe('deploy/ as kustomize renders it', () => {
       rmSync(scratch, { recursive: true, force: true });
     }
   });
+
+  it('renders with the upstream-tls component: the Secret mounted read-only where the shipped config reads it', { skip }, () => {
+    const scratch = mkdtempSync(join(tmpdir(), 'breakwater-kustomize-'));
+    try {
+      const rel = relative(scratch, deployDir).split(sep).join('/');
+      writeFileSync(join(scratch, 'kustomization.yaml'), `resources:\n  - ${rel}\ncomponents:\n  - ${rel}/components/upstream-tls\n`);
+      const withTls = render(tool!, scratch);
+      const cm = withTls.find((o) => o.kind === 'ConfigMap' && o.metadata.name === CONFIG_CONFIGMAP);
+      assert.equal(cm?.data?.['breakwater.yaml'], read('deploy/components/upstream-tls/breakwater.yaml'));
+      const d = withTls.find((o) => o.kind === 'Deployment') as unknown as DeploymentDoc;
+      const spec = d.spec.template.spec;
+      const mount = spec.initContainers?.find((c) => c.name === SIDECAR)?.volumeMounts?.find((m) => m.mountPath === '/etc/breakwater-tls/ledger');
+      assert.equal(mount?.readOnly, true);
+      const volume = spec.volumes?.find((v) => v.name === mount?.name) as { secret?: { secretName?: string } } | undefined;
+      assert.equal(volume?.secret?.secretName, 'ledger-client-tls');
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
+    }
+  });
+});
+
+// ------------------------------------------------------------------ upstream TLS component
+// deploy/components/upstream-tls: a Secret with an upstream's CA, client
+// certificate and key, mounted into the sidecar where the component's config
+// points (SPEC §10.4). Checked by applying its JSON patch to the Deployment
+// here, so no kustomize is needed.
+describe('the upstream-tls component (deploy/components/upstream-tls)', () => {
+  const dir = 'deploy/components/upstream-tls';
+  const component = parse(read(`${dir}/kustomization.yaml`)) as {
+    kind: string;
+    configMapGenerator?: { name: string; behavior?: string; files?: string[] }[];
+    patches?: { target: { kind: string; name: string }; patch: string }[];
+  };
+  type Op = { op: string; path: string; value: unknown };
+  const ops = (): Op[] => {
+    const p = component.patches?.find((x) => x.target.kind === 'Deployment' && x.target.name === deployment.metadata.name);
+    assert.ok(p, 'the component patches the example Deployment');
+    return parse(p.patch) as Op[];
+  };
+  /** JSON Patch `add` (all the component uses), on a copy. */
+  const patched = (): DeploymentDoc => {
+    const doc = structuredClone(deployment) as unknown as Record<string, unknown>;
+    for (const o of ops()) {
+      assert.equal(o.op, 'add');
+      const keys = o.path.split('/').slice(1).map((k) => k.replace(/~1/g, '/').replace(/~0/g, '~'));
+      const last = keys.pop()!;
+      let at: any = doc;
+      for (const k of keys) at = at[k];
+      assert.ok(at !== undefined, `${o.path}: the parent exists in deployment.yaml`);
+      if (Array.isArray(at)) at.splice(last === '-' ? at.length : Number(last), 0, o.value);
+      else at[last] = o.value;
+    }
+    return doc as unknown as DeploymentDoc;
+  };
+  const tlsConfig = parse(read(`${dir}/breakwater.yaml`)) as {
+    listeners: { name: string }[];
+    upstreams: Record<string, { tls?: { ca?: string; cert?: string; key?: string } }>;
+  };
+
+  it('is a kustomize Component that replaces the config ConfigMap with its own breakwater.yaml', () => {
+    assert.equal(component.kind, 'Component');
+    const g = component.configMapGenerator?.find((x) => x.name === CONFIG_CONFIGMAP);
+    assert.equal(g?.behavior, 'replace');
+    assert.deepEqual(g?.files, ['breakwater.yaml']);
+  });
+
+  it('mounts the Secret read-only, as a directory (no subPath), into the breakwater sidecar, readable by its non-root user', () => {
+    const d = patched();
+    assert.doesNotThrow(() => new Deployment(d as never).validate());
+    const spec = d.spec.template.spec;
+    const secretVolumes = (spec.volumes ?? []).filter((v) => (v as { secret?: unknown }).secret !== undefined);
+    assert.equal(secretVolumes.length, 1);
+    const volume = secretVolumes[0] as { name: string; secret: { secretName: string; defaultMode?: number } };
+    const sc = spec.initContainers?.find((c) => c.name === SIDECAR);
+    const mount = sc?.volumeMounts?.find((m) => m.name === volume.name);
+    assert.ok(mount, 'the breakwater sidecar mounts the Secret');
+    assert.equal(mount.readOnly, true);
+    assert.equal(mount.subPath, undefined, 'a subPath mount never sees a renewed Secret');
+    assert.ok(!spec.containers.some((c) => c.volumeMounts?.some((m) => m.name === volume.name)), 'only breakwater sees the key');
+    // 0440 owned by the pod's fsGroup: the sidecar's group can read it, others cannot.
+    assert.equal(volume.secret.defaultMode, 0o440);
+    assert.equal((spec.securityContext as { fsGroup?: number }).fsGroup, sc?.securityContext?.runAsUser === 1000 ? 1000 : undefined);
+  });
+
+  it('points every tls file of its config into the mounted Secret, by the keys cert-manager writes', () => {
+    const sc = patched().spec.template.spec.initContainers?.find((c) => c.name === SIDECAR);
+    const mount = sc?.volumeMounts?.find((m) => m.mountPath.startsWith('/etc/breakwater-tls/'));
+    assert.ok(mount);
+    const files = Object.values(tlsConfig.upstreams).flatMap((u) => (u.tls ? [u.tls.ca, u.tls.cert, u.tls.key] : [])).filter((f) => f !== undefined);
+    assert.deepEqual(files, [`${mount.mountPath}/ca.crt`, `${mount.mountPath}/tls.crt`, `${mount.mountPath}/tls.key`]);
+  });
+
+  it('ships deploy/breakwater.yaml unchanged but for the ledger listener and upstream', () => {
+    const base = parse(read('deploy/breakwater.yaml')) as typeof tlsConfig;
+    const mine = structuredClone(tlsConfig);
+    mine.listeners = mine.listeners.filter((l) => l.name !== 'ledger');
+    delete mine.upstreams['ledger'];
+    assert.deepEqual(mine, base);
+  });
+
+  it('ships a valid config once the Secret’s files are there', async (t) => {
+    const { CertFactory, opensslMissing } = await import('../helpers/certs.ts');
+    const missing = opensslMissing();
+    if (missing !== null) {
+      if (process.env['CI'] === 'true') assert.fail(missing);
+      t.skip(missing);
+      return;
+    }
+    const certs = new CertFactory();
+    try {
+      const ca = certs.ca('ledger-ca');
+      const client = certs.leaf('checkout', ca);
+      writeFileSync(join(certs.dir, 'ca.crt'), ca.cert);
+      writeFileSync(join(certs.dir, 'tls.crt'), client.cert);
+      writeFileSync(join(certs.dir, 'tls.key'), client.key);
+      const { loadConfigText } = await import('../../src/config/load.ts');
+      const text = read(`${dir}/breakwater.yaml`).replaceAll('/etc/breakwater-tls/ledger', certs.dir);
+      const r = loadConfigText(text, join(certs.dir, 'breakwater.yaml'), {});
+      assert.ok(r.ok, r.ok ? '' : r.errors.map(String).join('\n'));
+    } finally {
+      certs.close();
+    }
+  });
 });
 
 // ------------------------------------------------------------------ config

@@ -33,7 +33,7 @@ export interface MetricSpec {
 const spec = (name: string, type: MetricType, labels: readonly string[], help: string): MetricSpec =>
   Object.freeze({ name, type, labels: Object.freeze([...labels]), help });
 
-/** SPEC §8, in its order. Names are exported with `PREFIX`. */
+/** SPEC §8, in its order, then the metrics of later sections. Names are exported with `PREFIX`. */
 export const CATALOGUE: readonly MetricSpec[] = Object.freeze([
   spec('requests_total', 'counter', ['listener', 'route', 'upstream', 'method', 'code'], 'Requests answered to clients, by the status sent.'),
   spec('request_duration_seconds', 'histogram', ['listener', 'route', 'upstream', 'method', 'code_class'], 'From request arrival to the end of the response, as the client saw it.'),
@@ -51,4 +51,10 @@ export const CATALOGUE: readonly MetricSpec[] = Object.freeze([
   spec('config_reloads_total', 'counter', ['result'], 'Config reloads, by result (success, failure, unchanged).'),
   spec('config_last_reload_success_timestamp_seconds', 'gauge', [], 'Unix time the running config was loaded.'),
   spec('config_info', 'gauge', ['hash'], 'The running config: 1, labelled with its content hash.'),
+  // SPEC §10.3: CONNECT byte tunnels (HTTPS_PROXY).
+  spec('connect_tunnels_total', 'counter', ['listener', 'route', 'upstream', 'result'], 'CONNECT tunnels, by how they ended (success, connect_failure, timeout, idle_timeout, reset, client_abort) or why they were refused (rate_limited, circuit_open, bulkhead_full).'),
+  spec('connect_tunnel_bytes_total', 'counter', ['route', 'upstream', 'direction'], 'Bytes carried by CONNECT tunnels: in (client to upstream), out (upstream to client).'),
+  spec('connect_tunnels_active', 'gauge', ['upstream'], 'CONNECT tunnels open (or connecting) now.'),
+  // SPEC §10.4: rotations of an upstream's TLS files seen on disk.
+  spec('tls_reloads_total', 'counter', ['upstream', 'result'], 'Rotations of an upstream’s TLS files: success (new connections use them) or failure (refused, the files in use are kept).'),
 ]);

@@ -190,6 +190,10 @@ export class Families {
   readonly reloads: ValueFamily;
   readonly lastReloadSuccess: ValueFamily;
   readonly configInfo: ValueFamily;
+  readonly tunnels: ValueFamily;
+  readonly tunnelBytes: ValueFamily;
+  readonly tunnelsActive: ValueFamily;
+  readonly tlsReloads: ValueFamily;
   readonly all: readonly Family<Cell | HistogramCell>[];
 
   constructor() {
@@ -226,6 +230,10 @@ export class Families {
     this.reloads = value('config_reloads_total');
     this.lastReloadSuccess = value('config_last_reload_success_timestamp_seconds');
     this.configInfo = value('config_info');
+    this.tunnels = value('connect_tunnels_total');
+    this.tunnelBytes = value('connect_tunnel_bytes_total');
+    this.tunnelsActive = value('connect_tunnels_active');
+    this.tlsReloads = value('tls_reloads_total');
     if (all.length !== CATALOGUE.length) throw new Error('every catalogue entry needs a family');
     this.all = all;
   }

@@ -30,7 +30,17 @@ export interface RouteMetrics {
   retry(reason: string): void;
   rejected(reason: RejectReason): void;
   fallback(kind: 'upstream' | 'response'): void;
+  /** connect_tunnels_active{upstream} +1: a CONNECT tunnel was admitted and is connecting or open. */
+  tunnelOpened(): void;
+  /**
+   * A CONNECT tunnel is over: connect_tunnels_total{...,result} +1, its bytes
+   * added to connect_tunnel_bytes_total, and (`wasOpened`) the active gauge −1.
+   */
+  tunnelClosed(result: TunnelResult, bytesIn: number, bytesOut: number, wasOpened: boolean): void;
 }
+
+/** How a CONNECT tunnel ended, or why it was refused. */
+export type TunnelResult = 'success' | 'connect_failure' | 'timeout' | 'idle_timeout' | 'reset' | 'client_abort' | 'rate_limited' | 'circuit_open' | 'bulkhead_full';
 
 export interface UpstreamMetrics {
   /** upstream_attempts_total{result} +1 and upstream_attempt_duration_seconds observe. */
@@ -40,6 +50,8 @@ export interface UpstreamMetrics {
   circuitState(state: CircuitStateName): void;
   circuitTransition(from: string, to: string): void;
   bulkhead(active: number, queued: number): void;
+  /** tls_reloads_total{upstream,result} +1: a rotation of the upstream's TLS files was applied or refused. */
+  tlsReload(result: 'success' | 'failure'): void;
 }
 
 export interface ListenerMetrics {
@@ -83,6 +95,21 @@ function resultIndex(r: AttemptResult): number {
     case 'timeout': return 3;
     case 'connect_failure': return 4;
     default: return 5;
+  }
+}
+
+const TUNNEL_RESULTS: readonly TunnelResult[] = ['success', 'connect_failure', 'timeout', 'idle_timeout', 'reset', 'client_abort', 'rate_limited', 'circuit_open', 'bulkhead_full'];
+function tunnelResultIndex(r: TunnelResult): number {
+  switch (r) {
+    case 'success': return 0;
+    case 'connect_failure': return 1;
+    case 'timeout': return 2;
+    case 'idle_timeout': return 3;
+    case 'reset': return 4;
+    case 'client_abort': return 5;
+    case 'rate_limited': return 6;
+    case 'circuit_open': return 7;
+    default: return 8;
   }
 }
 
@@ -151,6 +178,10 @@ export class RouteHandle extends Handle implements RouteMetrics {
   readonly #rejected: (Cell | undefined)[] = [];
   #fallbackUpstream: Cell | undefined;
   #fallbackResponse: Cell | undefined;
+  readonly #tunnels: (Cell | undefined)[] = [];
+  #tunnelBytesIn: Cell | undefined;
+  #tunnelBytesOut: Cell | undefined;
+  #tunnelsActive: Cell | undefined;
 
   constructor(f: Families, listener: string, route: string, upstream: string) {
     super();
@@ -218,6 +249,19 @@ export class RouteHandle extends Handle implements RouteMetrics {
     if (kind === 'upstream') (this.#fallbackUpstream ??= this.cell(this.#f.fallbacks, this.#route, this.#upstream, 'upstream')).v++;
     else (this.#fallbackResponse ??= this.cell(this.#f.fallbacks, this.#route, this.#upstream, 'response')).v++;
   }
+
+  tunnelOpened(): void {
+    // Cached on first use: a tunnel that outlives a reload retiring this handle decrements the cell it incremented.
+    (this.#tunnelsActive ??= this.cell(this.#f.tunnelsActive, this.#upstream)).v++;
+  }
+
+  tunnelClosed(result: TunnelResult, bytesIn: number, bytesOut: number, wasOpened: boolean): void {
+    const i = tunnelResultIndex(result);
+    (this.#tunnels[i] ??= this.cell(this.#f.tunnels, this.#listener, this.#route, this.#upstream, TUNNEL_RESULTS[i]!)).v++;
+    if (bytesIn > 0) (this.#tunnelBytesIn ??= this.cell(this.#f.tunnelBytes, this.#route, this.#upstream, 'in')).v += bytesIn;
+    if (bytesOut > 0) (this.#tunnelBytesOut ??= this.cell(this.#f.tunnelBytes, this.#route, this.#upstream, 'out')).v += bytesOut;
+    if (wasOpened && this.#tunnelsActive !== undefined) this.#tunnelsActive.v--;
+  }
 }
 
 export class UpstreamHandle extends Handle implements UpstreamMetrics {
@@ -268,6 +312,11 @@ export class UpstreamHandle extends Handle implements UpstreamMetrics {
   bulkhead(active: number, queued: number): void {
     (this.#active ??= this.cell(this.#f.bulkheadActive, this.#name)).v = active;
     (this.#queued ??= this.cell(this.#f.bulkheadQueued, this.#name)).v = queued;
+  }
+
+  tlsReload(result: 'success' | 'failure'): void {
+    // Rare (a certificate rotation): no cached cell.
+    this.cell(this.#f.tlsReloads, this.#name, result).v++;
   }
 }
 

@@ -9,6 +9,6 @@
  */
 export { CATALOGUE, DURATION_BUCKETS, METHODS, PREFIX } from './catalogue.ts';
 export type { MetricSpec, MetricType } from './catalogue.ts';
-export type { AttemptResult, CircuitStateName, ListenerMetrics, RejectReason, RouteMetrics, UpstreamMetrics } from './handles.ts';
+export type { AttemptResult, CircuitStateName, ListenerMetrics, RejectReason, RouteMetrics, TunnelResult, UpstreamMetrics } from './handles.ts';
 export { Metrics } from './registry.ts';
 export type { RetainSet } from './registry.ts';

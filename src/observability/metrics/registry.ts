@@ -125,10 +125,11 @@ export class Metrics {
     const byTriple = (x: Labels): boolean => !triples.has(key(x.listener!, x.route!, x.upstream!));
     f.requests.removeWhere(byTriple);
     f.requestDuration.removeWhere(byTriple);
+    f.tunnels.removeWhere(byTriple);
     const byPair = (x: Labels): boolean => !pairs.has(key(x.route!, x.upstream!));
-    for (const fam of [f.retries, f.rejected, f.fallbacks]) fam.removeWhere(byPair);
+    for (const fam of [f.retries, f.rejected, f.fallbacks, f.tunnelBytes]) fam.removeWhere(byPair);
     const byUpstream = (x: Labels): boolean => !upstreams.has(x.upstream!);
-    for (const fam of [f.attempts, f.budgetExhausted, f.circuitState, f.circuitTransitions, f.bulkheadActive, f.bulkheadQueued]) {
+    for (const fam of [f.attempts, f.budgetExhausted, f.circuitState, f.circuitTransitions, f.bulkheadActive, f.bulkheadQueued, f.tunnelsActive, f.tlsReloads]) {
       fam.removeWhere(byUpstream);
     }
     f.attemptDuration.removeWhere(byUpstream);

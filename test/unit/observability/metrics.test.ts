@@ -63,6 +63,10 @@ describe('Metrics (SPEC §8)', () => {
       config_reloads_total: ['counter', ['result']],
       config_last_reload_success_timestamp_seconds: ['gauge', []],
       config_info: ['gauge', ['hash']],
+      connect_tunnels_total: ['counter', ['listener', 'route', 'upstream', 'result']],
+      connect_tunnel_bytes_total: ['counter', ['route', 'upstream', 'direction']],
+      connect_tunnels_active: ['gauge', ['upstream']],
+      tls_reloads_total: ['counter', ['upstream', 'result']],
     };
     assert.deepEqual(
       Object.fromEntries(CATALOGUE.map((s) => [s.name, [s.type, [...s.labels]]])),
@@ -300,7 +304,7 @@ describe('Metrics (SPEC §8)', () => {
     // Every label is a config name (listener, route, upstream), a bounded
     // vocabulary, or the config hash: nothing taken from a request but its
     // method (normalised) and the status breakwater answered with.
-    const allowed = new Set(['listener', 'route', 'upstream', 'method', 'code', 'code_class', 'result', 'reason', 'state', 'from', 'to', 'kind', 'hash']);
+    const allowed = new Set(['listener', 'route', 'upstream', 'method', 'code', 'code_class', 'result', 'reason', 'state', 'from', 'to', 'kind', 'hash', 'direction']);
     for (const s of CATALOGUE) for (const l of s.labels) assert.ok(allowed.has(l), `${s.name} has label ${l}`);
     const forbidden = /path|url|uri|query|header|host|client|addr|ip|user|agent|endpoint/i;
     for (const s of CATALOGUE) for (const l of s.labels) assert.doesNotMatch(l, forbidden, `${s.name}{${l}}`);

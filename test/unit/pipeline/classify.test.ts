@@ -35,6 +35,12 @@ describe('classifyError', () => {
     }
   });
 
+  it('calls every other certificate verification failure and a failed TLS handshake a connect_failure', () => {
+    for (const code of ['UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_NOT_YET_VALID', 'HOSTNAME_MISMATCH', 'ERR_SSL_SSL/TLS_ALERT_HANDSHAKE_FAILURE', 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA']) {
+      assert.equal(classifyError(coded(code)), 'connect_failure', code);
+    }
+  });
+
   it('finds a connect error one level down, where undici wraps the socket error', () => {
     assert.equal(classifyError(coded('UND_ERR_SOCKET', coded('ECONNREFUSED'))), 'connect_failure');
     // Only one level: a connect code two causes down is not looked for.
