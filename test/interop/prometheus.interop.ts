@@ -11,16 +11,19 @@
  * after it.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parser } from '@prometheus-io/lezer-promql';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { CertFactory } from '../helpers/certs.ts';
 import { request } from '../helpers/http.ts';
 import { refusedPort, startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { freePort, sleep, waitFor } from '../helpers/wait.ts';
-import { PEERS, ROOT, requirePeers, skipUnless, spawnPeer, startCli, waitHttp, type Cli, type Peerproc } from './lib.ts';
+import { PEERS, ROOT, requirePeers, run, skipUnless, spawnPeer, startCli, waitHttp, type Cli, type Peerproc } from './lib.ts';
 
 // ================================================================ the queries
 
@@ -142,6 +145,7 @@ version: 1
 admin: { address: 127.0.0.1:0 }
 log: { access: false }
 listeners:
+  - { name: secure, address: 127.0.0.1:0, upstream: secure }
   - { name: ok, address: 127.0.0.1:0, upstream: ok }
   - { name: flaky, address: 127.0.0.1:0, upstream: flaky }
   - { name: stingy, address: 127.0.0.1:0, upstream: stingy }
@@ -155,7 +159,13 @@ listeners:
     routes:
       - match: { host: ok.test }
         upstream: ok
+      - match: { host: localhost }
+        upstream: secure
+        allowConnect: true
 upstreams:
+  secure:
+    url: "${o['secure']}"
+    tls: { ca: "${o['ca']}", cert: "${o['clientCert']}", key: "${o['clientKey']}" }
   ok: { url: "${o['ok']}" }
   flaky:
     url: "${o['flaky']}"
@@ -183,12 +193,15 @@ upstreams:
     fallback: { upstream: ok, on: [connect-failure] }
 `;
 
-describe('a real Prometheus scraping breakwater', { skip: skipUnless(PEERS.prometheus) }, () => {
+describe('a real Prometheus scraping breakwater', { skip: skipUnless(PEERS.prometheus, PEERS.curl) }, () => {
   const ups: Upstream[] = [];
   let cli: Cli | undefined;
   let prom: Peerproc | undefined;
   let promUrl = '';
   let dir = '';
+  let certs: CertFactory | undefined;
+  let secure: https.Server | undefined;
+  let origins: Record<string, string> = {};
 
   /** One round of traffic that touches every metric family. */
   async function traffic(): Promise<void> {
@@ -204,18 +217,41 @@ describe('a real Prometheus scraping breakwater', { skip: skipUnless(PEERS.prome
     assert.equal((await get('degraded')).body, 'degraded');
     assert.equal((await get('rerouted')).status, 200);
     assert.equal((await get('egress', '/', { host: 'nowhere.test' })).status, 404);
+    // TLS to an upstream with a private CA and a client certificate…
+    assert.equal((await get('secure')).body, 'secure');
+    // …and an HTTPS_PROXY tunnel to it (CONNECT localhost:PORT, TLS end to end).
+    const tunnelled = await run('curl', ['-sS', '-x', cli!.url('egress'), '--cacert', origins['ca']!, `${origins['secure']}/via-tunnel`]);
+    assert.equal(tunnelled.stdout, 'secure', tunnelled.stderr);
   }
 
   before(async () => {
-    requirePeers(PEERS.prometheus);
+    requirePeers(PEERS.prometheus, PEERS.curl);
     dir = mkdtempSync(path.join(tmpdir(), 'bw-interop-prom-'));
     const start = async (s: Parameters<typeof startUpstream>[0]) => {
       const u = await startUpstream(s);
       ups.push(u);
       return u.origin;
     };
+    // An https upstream behind a private CA, reached with a client
+    // certificate whose files are rotated between the two rounds.
+    certs = new CertFactory();
+    const ca = certs.ca('interop-ca');
+    const server = certs.leaf('localhost', ca, ['DNS:localhost', 'IP:127.0.0.1']);
+    const client = certs.leaf('interop-client', ca);
+    writeFileSync(path.join(dir, 'client.crt'), client.cert);
+    writeFileSync(path.join(dir, 'client.key'), client.key);
+    secure = https.createServer({ key: server.key, cert: server.cert }, (req, res) => {
+      req.resume();
+      res.end('secure');
+    });
+    secure.listen(0, '127.0.0.1');
+    await once(secure, 'listening');
     let flakyN = 0;
-    const origins: Record<string, string> = {
+    origins = {
+      secure: `https://localhost:${(secure.address() as { port: number }).port}`,
+      ca: ca.certFile,
+      clientCert: path.join(dir, 'client.crt'),
+      clientKey: path.join(dir, 'client.key'),
       ok: await start({ status: 200, body: 'ok' }),
       flaky: await start(() => (flakyN++ % 2 === 0 ? { status: 503 } : { status: 200, body: 'ok' })),
       unavailable: await start({ status: 503 }),
@@ -251,6 +287,17 @@ describe('a real Prometheus scraping breakwater', { skip: skipUnless(PEERS.prome
     await traffic();
     await sleep(2500);
     cli.proc.child.stdout!.resume();
+    // Rotate the client certificate on disk, as a Secret update would (new files renamed over the old).
+    const next = certs.leaf('interop-client-2', ca);
+    writeFileSync(path.join(dir, 'client.key.new'), next.key);
+    writeFileSync(path.join(dir, 'client.crt.new'), next.cert);
+    renameSync(path.join(dir, 'client.key.new'), path.join(dir, 'client.key'));
+    renameSync(path.join(dir, 'client.crt.new'), path.join(dir, 'client.crt'));
+    await waitFor(
+      'breakwater to pick up the rotated client certificate',
+      async () => /breakwater_tls_reloads_total\{[^}]*result="success"/.test((await request(`${cli!.adminUrl}/metrics`)).body),
+      15_000,
+    );
     writeFileSync(cli.file, BREAKWATER(origins, '2/s'));
     const good = await request(`${cli.adminUrl}/reload`, { method: 'POST' });
     assert.equal(good.status, 200, `a valid reload: ${good.body}`);
@@ -276,6 +323,9 @@ describe('a real Prometheus scraping breakwater', { skip: skipUnless(PEERS.prome
     await prom?.stop('SIGTERM');
     await cli?.close();
     for (const u of ups) await u.close();
+    secure?.closeAllConnections();
+    secure?.close();
+    certs?.close();
     if (dir !== '') rmSync(dir, { recursive: true, force: true });
   });
 
