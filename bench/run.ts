@@ -1,7 +1,7 @@
 /**
  * breakwater's benchmark runner.
  *
- *   node bench/run.ts [passthrough | many-routes | all]     (default: passthrough)
+ *   node bench/run.ts [passthrough | many-routes | grpc | all]     (default: passthrough)
  *
  * Knobs (env): DURATION=10 WARMUP=2 ROUNDS=3 CONNECTIONS=32 LATENCY_RATE=1000
  * TARGET=node|nginx PIN=1 ONLY=id,id TARGET_PORT=18080 PROXY_PORT=18081
@@ -14,8 +14,9 @@ import { readSettings } from './lib/settings.ts';
 import { findReferences, SkipError, startTarget, type BenchContext } from './lib/subjects.ts';
 import * as passthrough from './scenarios/passthrough.ts';
 import * as manyRoutes from './scenarios/many-routes.ts';
+import * as grpc from './scenarios/grpc.ts';
 
-const SCENARIOS = ['passthrough', 'many-routes'] as const;
+const SCENARIOS = ['passthrough', 'many-routes', 'grpc'] as const;
 
 async function main(): Promise<void> {
   const arg = process.argv[2] ?? 'passthrough';
@@ -34,20 +35,34 @@ async function main(): Promise<void> {
   for (const note of refs.notes) progress(note);
 
   const tmp = makeTempDir();
-  const target = await startTarget(settings, tmp, refs.nginx);
-  const ctx: BenchContext = { settings, tmp, targetUrl: target.url };
-
   const sections: string[] = [];
-  for (const name of chosen) {
-    progress(`\n== ${name} ==`);
-    const body = name === 'passthrough' ? await passthrough.run(ctx, refs) : await manyRoutes.run(ctx);
-    sections.push(`### ${name}\n\n${body}`);
+  const http = chosen.filter((x) => x !== 'grpc');
+  // The HTTP/1.1 target serves the HTTP scenarios; grpc starts its own h2c target on the same port after it.
+  let targetLabel = 'none';
+  if (http.length > 0) {
+    const target = await startTarget(settings, tmp, refs.nginx);
+    targetLabel = target.label;
+    const ctx: BenchContext = { settings, tmp, targetUrl: target.url };
+    for (const name of http) {
+      progress(`\n== ${name} ==`);
+      const body = name === 'passthrough' ? await passthrough.run(ctx, refs) : await manyRoutes.run(ctx);
+      sections.push(`### ${name}\n\n${body}`);
+    }
+    await target.stop();
   }
-  await target.stop();
+  if (chosen.includes('grpc')) {
+    progress('\n== grpc ==');
+    const body = await grpc.run({ settings, tmp, nginx: refs.nginx });
+    sections.push(`### grpc\n\nunary calls over h2c, 128-byte messages, target bench/baselines/grpc-target.ts (node:http2); load: node:http2 client, ${process.env['GRPC_SESSIONS'] ?? 4} connections × ${process.env['GRPC_STREAMS'] ?? 8} calls in flight.\n\n${body}`);
+  }
 
   const info = machineMarkdown(machine, [
-    ['target', `${target.label}, ${128}-byte bodies, keep-alive`],
-    ['load', `autocannon, ${settings.connections} connections, pipelining 1, ${settings.durationS} s per run after ${settings.warmupS} s warm-up; latency at ${settings.latencyRate} req/s for ${settings.durationS} s`],
+    ...(http.length === 0
+      ? [['runs', `${settings.durationS} s per run after ${settings.warmupS} s warm-up; latency at ${settings.latencyRate} calls/s for ${settings.durationS} s`] as [string, string]]
+      : [
+          ['target', `${targetLabel}, ${128}-byte bodies, keep-alive`] as [string, string],
+          ['load', `autocannon, ${settings.connections} connections, pipelining 1, ${settings.durationS} s per run after ${settings.warmupS} s warm-up; latency at ${settings.latencyRate} req/s for ${settings.durationS} s`] as [string, string],
+        ]),
     ['rounds', `${settings.rounds}, interleaved; medians shown`],
     ['CPU pinning', pinning.note],
   ]);

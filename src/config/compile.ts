@@ -94,6 +94,7 @@ export function compile(raw: RawConfig, baseDir: string = process.cwd()): Compil
         bodySize: need(limits.bodySize, 'limits.bodySize'),
         headerTimeout: need(limits.headerTimeout, 'limits.headerTimeout'),
         requestTimeout: need(limits.requestTimeout, 'limits.requestTimeout'),
+        maxConcurrentStreams: need(limits.maxConcurrentStreams, 'limits.maxConcurrentStreams'),
       },
       underscoreHeaders: L.underscoreHeaders ?? 'drop',
     });
@@ -123,6 +124,7 @@ function compileUpstream(raw: RawConfig, name: string, u: RawUpstream, conds: Co
     name,
     endpoints: u.url !== undefined ? [u.url] : defined(u.endpoints),
     tls: compileTls(u.tls, baseDir),
+    protocol: u.protocol ?? (builtIn(fieldOf(upstreamSchema, 'protocol')) as UpstreamConfig['protocol']),
     balance: u.balance ?? (builtIn(fieldOf(upstreamSchema, 'balance')) as UpstreamConfig['balance']),
     pool: { connections: need(pool.connections, 'pool.connections'), keepAlive: need(pool.keepAlive, 'pool.keepAlive') },
     preserveHost: u.preserveHost ?? (builtIn(fieldOf(upstreamSchema, 'preserveHost')) as boolean),

@@ -78,12 +78,13 @@ export function describeConfig(config: BreakwaterConfig): string {
 
 function policyLines(u: UpstreamConfig, r: RouteConfig | null, line: (label: string, text: string) => void): void {
   const p = r?.policy ?? { timeout: u.timeout, retry: u.retry, fallback: u.fallback };
-  line('upstream', `${u.name}: ${u.endpoints.map((e) => e.origin).join(', ')}`);
+  line('upstream', `${u.name}: ${u.endpoints.map((e) => e.origin).join(', ')}${u.protocol === 'http1' ? '' : ` (protocol ${u.protocol})`}`);
   line(
     '',
     `${u.balance}; pool ${u.pool.connections} connections, keep-alive ${formatDuration(u.pool.keepAlive)}; Host ${u.preserveHost ? 'preserved' : 'rewritten to the endpoint'}` +
       headerText(u),
   );
+  if (u.tls !== null) line('tls', describeTls(u.tls));
   line('timeout', describeTimeout(p.timeout));
   for (const [i, t] of describeRetry(p.retry).entries()) line(i === 0 ? 'retry' : '', t);
   line('breaker', u.circuitBreaker === null ? 'off' : `${describeBreaker(u.circuitBreaker)} (shared by all routes to ${u.name})`);
@@ -91,6 +92,17 @@ function policyLines(u: UpstreamConfig, r: RouteConfig | null, line: (label: str
   const up = u.rateLimit === null ? 'off' : describeRateLimit(u.rateLimit);
   line('rateLimit', r === null ? `upstream: ${up}` : `route: ${r.rateLimit === null ? 'off' : describeRateLimit(r.rateLimit)}; upstream: ${up}`);
   line('fallback', describeFallback(p.fallback));
+}
+
+/** What an operator checks before a rotation: which files, which trust, which name. Paths only: never file contents. */
+function describeTls(t: NonNullable<UpstreamConfig['tls']>): string {
+  const parts: string[] = [];
+  parts.push(t.ca === null ? 'system roots' : `${t.caMode === 'add' ? 'system roots + ' : ''}CA ${t.ca}`);
+  if (t.cert !== null) parts.push(`client certificate ${t.cert} (key ${t.key ?? '?'})`);
+  if (t.servername !== null) parts.push(`servername ${t.servername}`);
+  parts.push(`min ${t.minVersion}`);
+  parts.push('files watched, rotated without a restart');
+  return parts.join('; ');
 }
 
 function headerText(u: UpstreamConfig): string {

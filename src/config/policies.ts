@@ -3,6 +3,7 @@
  * (types.ts). Strings such as `5xx` or `POST` end here; what leaves is flags,
  * status sets and method sets the request path can test in O(1).
  */
+import { grpcCodeOf } from '../pipeline/grpc.ts';
 import { FrozenSet } from './freeze.ts';
 import { mergeBlocks, withBuiltIns, type Layer } from './merge.ts';
 import {
@@ -139,7 +140,8 @@ export function compileFallback(layers: readonly Layer<RawFallback>[]): Fallback
 }
 
 /**
- * Compiles retry `on` / breaker `failOn` lists; equal lists (the built-ins,
+ * Compiles retry `on` / breaker `failOn` lists (gRPC status names become a
+ * bit mask of codes); equal lists (the built-ins,
  * mostly) share one ConditionSet.
  */
 export class ConditionCache {
@@ -161,13 +163,15 @@ export function compileConditions(list: readonly (string | number)[]): Condition
   let connectFailure = false;
   let reset = false;
   let timeout = false;
+  let grpc = 0;
   for (const c of list) {
     if (typeof c === 'number') statuses.add(c);
+    else if (grpcCodeOf(c) > 0) grpc |= 1 << grpcCodeOf(c);
     else if (c === 'connect-failure') connectFailure = true;
     else if (c === 'reset') reset = true;
     else if (c === 'timeout') timeout = true;
     else if (c === '5xx') for (let s = 500; s <= 599; s++) statuses.add(s);
     else if (c === 'gateway-error') for (const s of [502, 503, 504]) statuses.add(s);
   }
-  return { connectFailure, reset, timeout, statuses: new FrozenSet(statuses), source: [...list] };
+  return { connectFailure, reset, timeout, statuses: new FrozenSet(statuses), grpc, source: [...list] };
 }

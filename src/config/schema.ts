@@ -29,6 +29,7 @@ import {
   type TypeOf,
 } from './dsl.ts';
 import { toJsonSchema } from './json-schema.ts';
+import { GRPC_CODE_NAMES } from '../pipeline/grpc.ts';
 import { ADDRESS_EXPECTED, HOST_MATCH_EXPECTED, URL_EXPECTED, parseAddress, parseEndpoint, parseHostMatch } from './net.ts';
 import type { Endpoint, HostMatch, ListenerAddress, Rate } from './types.ts';
 import { DURATION_EXPECTED, RATE_EXPECTED, SIZE_EXPECTED, formatDuration, parseDuration, parseRate, parseSize } from './units.ts';
@@ -129,10 +130,15 @@ export const timeoutSchema = object(
 );
 
 const RETRY_ON = ['connect-failure', 'reset', 'timeout', '5xx', 'gateway-error'] as const;
+/** gRPC status names (SPEC §10.2), accepted in retry `on` and breaker `failOn`; `ok` is never a failure. */
+const GRPC_CONDITIONS = GRPC_CODE_NAMES.filter((n) => n !== 'ok');
 const retryCondition = union(
-  [oneOf(RETRY_ON), statusCode],
-  `one of ${RETRY_ON.join(', ')}, or a status code from 100 to 599`,
-  { description: 'connect-failure (never reached the upstream), reset, timeout (perTry), 5xx (500–599), gateway-error (502, 503, 504), or a status code.' },
+  [oneOf([...RETRY_ON, ...GRPC_CONDITIONS]), statusCode],
+  `one of ${RETRY_ON.join(', ')}, a gRPC status name (unavailable, resource-exhausted, ...), or a status code from 100 to 599`,
+  {
+    description:
+      'connect-failure (never reached the upstream), reset, timeout (perTry), 5xx (500–599), gateway-error (502, 503, 504), a status code, or a gRPC status name (unavailable, resource-exhausted, deadline-exceeded, internal, unknown, aborted...: a gRPC call answered with that grpc-status; such a call is retried whatever its method).',
+  },
 );
 
 export const backoffSchema = object(
@@ -187,9 +193,9 @@ export const circuitBreakerSchema = object(
     openDuration: duration({ min: 1 }, { default: '30s', description: 'How long the breaker stays open before letting probes through.' }),
     halfOpenRequests: integer({ min: 1 }, { default: 1, description: 'Probe requests let through concurrently while half-open.' }),
     successThreshold: integer({ min: 1 }, { default: 1, description: 'Consecutive probe successes that close the breaker.' }),
-    failOn: list(union([oneOf(FAIL_ON), statusCode], `one of ${FAIL_ON.join(', ')}, or a status code from 100 to 599`), {
+    failOn: list(union([oneOf([...FAIL_ON, ...GRPC_CONDITIONS]), statusCode], `one of ${FAIL_ON.join(', ')}, a gRPC status name (unavailable, internal, ...), or a status code from 100 to 599`), {
       default: ['5xx', 'timeout', 'connect-failure', 'reset'],
-      description: 'Attempt outcomes counted as failures; 4xx are not failures unless listed.',
+      description: 'Attempt outcomes counted as failures; 4xx are not failures unless listed, nor are gRPC statuses unless their names (unavailable, internal, ...) are.',
     }),
     mode,
   },
@@ -279,6 +285,7 @@ export const limitsSchema = object(
     bodySize: nullable(size(), { default: null, description: 'Largest request body; beyond it 413 request_too_large; null: unlimited.' }),
     headerTimeout: duration({ min: 1 }, { default: '10s', description: 'A request head must arrive whole within this from its first byte; beyond it 408 and the connection closes.' }),
     requestTimeout: duration({}, { default: '5m', description: 'A whole request, head and body, must arrive within this; beyond it 408 (or a close, once the answer started). 0: no bound (a route still bounds what it reads by timeout.total and idle).' }),
+    maxConcurrentStreams: integer({ min: 1, max: 10000 }, { default: 100, description: 'HTTP/2 (h2c): streams one client connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS); more are refused with RST_STREAM.' }),
   },
   { description: 'Request size and arrival-time limits.' },
 );
@@ -340,6 +347,11 @@ export const upstreamSchema = object(
     url: endpointUrl({ description: 'The one endpoint: http(s)://host[:port], no path.' }),
     endpoints: list(endpointUrl(), { minItems: 1, description: 'Several endpoints, balanced.' }),
     tls: tlsSchema,
+    protocol: oneOf(['http1', 'h2c', 'h2', 'auto'] as const, {
+      default: 'http1',
+      description:
+        'How breakwater talks to the endpoints: http1 (HTTP/1.1 only, h2 never offered); h2c (HTTP/2 with prior knowledge, http:// endpoints); h2 (HTTP/2 over TLS, required by ALPN, https:// endpoints); auto (ALPN on https://, h2 preferred; HTTP/1.1 on http://).',
+    }),
     balance: oneOf(['round-robin', 'least-request', 'random'] as const, { default: 'round-robin', description: 'How an endpoint is picked.' }),
     pool: poolSchema,
     preserveHost: boolean({ default: false, description: 'Send the client’s Host; by default Host is rewritten to the endpoint’s authority.' }),

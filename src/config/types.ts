@@ -16,8 +16,11 @@ export type Millis = number;
 /** Bytes. */
 export type Bytes = number;
 
-/** The outcome of one upstream attempt, as the one classifier names it (SPEC §5 `tries[].outcome`). */
-export type OutcomeKind = 'success' | '5xx' | '4xx' | 'timeout' | 'connect_failure' | 'reset';
+/**
+ * The outcome of one upstream attempt, as the one classifier names it (SPEC §5 `tries[].outcome`).
+ * `grpc_error`: a gRPC call answered with a non-zero `grpc-status` on an HTTP status below 400 (SPEC §10.2).
+ */
+export type OutcomeKind = 'success' | '5xx' | '4xx' | 'timeout' | 'connect_failure' | 'reset' | 'grpc_error';
 
 /**
  * A compiled list of conditions such as retry `on` or breaker `failOn`:
@@ -29,6 +32,8 @@ export interface ConditionSet {
   readonly reset: boolean;
   readonly timeout: boolean;
   readonly statuses: ReadonlySet<number>;
+  /** gRPC status codes listed by name (`unavailable`...), as a bit mask: bit n set = code n (SPEC §10.2). */
+  readonly grpc: number;
   /** The conditions as written (after defaults), for display by `validate` and `/config`. */
   readonly source: readonly (string | number)[];
 }
@@ -161,6 +166,14 @@ export interface Endpoint {
 
 export type BalanceMode = 'round-robin' | 'least-request' | 'random';
 
+/**
+ * How breakwater talks to an upstream (SPEC §10.1): HTTP/1.1; HTTP/2 with
+ * prior knowledge over cleartext (h2c, http:// endpoints); HTTP/2 over TLS,
+ * required by ALPN (h2, https:// endpoints); or auto: ALPN picks on https://
+ * (h2 preferred), HTTP/1.1 on http://.
+ */
+export type UpstreamProtocol = 'http1' | 'h2c' | 'h2' | 'auto';
+
 export interface HeaderRewrite {
   /** [lower-case name, value] pairs set on every request upstream. */
   readonly set: readonly (readonly [string, string])[];
@@ -195,6 +208,7 @@ export interface UpstreamConfig {
   readonly endpoints: readonly Endpoint[];
   /** null: https:// endpoints are verified against the system roots with node's defaults. */
   readonly tls: TlsConfig | null;
+  readonly protocol: UpstreamProtocol;
   readonly balance: BalanceMode;
   readonly pool: { readonly connections: number; readonly keepAlive: Millis };
   readonly preserveHost: boolean;
@@ -259,6 +273,8 @@ export interface ListenerLimits {
   readonly headerTimeout: number;
   /** The whole request must arrive within this (ms); 0: unbounded. */
   readonly requestTimeout: number;
+  /** HTTP/2: streams one client connection may have open at once. */
+  readonly maxConcurrentStreams: number;
 }
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';

@@ -35,6 +35,7 @@ export function validateSemantics(raw: RawConfig, reportTo: Report): void {
     if (u === undefined) continue;
     const p = childPath('upstreams', name);
     checkTimeoutBlock(`${p}.timeout`, u.timeout, report);
+    checkProtocol(p, u, report);
     checkUpstreamRef(`${p}.fallback.upstream`, u.fallback?.upstream, upstreams, report, 'fallback');
     checkFallbackTarget(policyLayers(raw, 'fallback', name), report);
   }
@@ -63,6 +64,25 @@ export function validateSemantics(raw: RawConfig, reportTo: Report): void {
       }
     });
   });
+}
+
+/**
+ * `protocol` (SPEC §10.1) against the endpoints' schemes: h2c is HTTP/2 in
+ * cleartext, h2 is HTTP/2 negotiated by TLS ALPN; neither can mean the other.
+ */
+function checkProtocol(p: string, u: RawUpstream, report: Report): void {
+  const proto = u.protocol;
+  if (proto !== 'h2c' && proto !== 'h2') return;
+  const endpoints = u.url !== undefined ? [u.url] : (u.endpoints ?? []);
+  const wrong = proto === 'h2c' ? 'https:' : 'http:';
+  if (endpoints.some((e) => e !== undefined && e.protocol === wrong)) {
+    report(
+      `${p}.protocol`,
+      proto === 'h2c'
+        ? 'h2c is HTTP/2 over cleartext and needs http:// endpoints: use h2 (or auto) for https:// endpoints'
+        : 'h2 is HTTP/2 over TLS and needs https:// endpoints: use h2c for HTTP/2 over cleartext http:// endpoints',
+    );
+  }
 }
 
 /**

@@ -8,6 +8,12 @@
  * Built in one pass over rawHeaders into a flat [name, value, …] array that
  * undici takes as is; the Host value sits last so each attempt can set it
  * without copying.
+ *
+ * An HTTP/2 request (h2c, http/h2-edge.ts) arrives as the same kind of
+ * rawHeaders with its pseudo-headers first: `:authority` is its Host, and no
+ * `:` name ever goes upstream. Connection-specific headers never reach this
+ * far over HTTP/2 (malformed, RFC 9113 §8.2.2), and would be removed here
+ * as hop-by-hop anyway.
  */
 import type { HeaderRewrite } from '../config/types.ts';
 import type { Exchange } from '../pipeline/exchange.ts';
@@ -33,6 +39,11 @@ export function buildBaseHeaders(ex: Exchange, allowUnderscores = false): void {
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase();
     const value = raw[i + 1]!;
+    if (name.charCodeAt(0) === 58 /* : */) {
+      // The edge refused an HTTP/2 request whose Host differs from its :authority.
+      if (name === ':authority') host = value;
+      continue;
+    }
     if (isHopByHop(name)) continue;
     if (listed !== null && listed.has(name)) continue;
     if (!allowUnderscores && name.includes('_')) continue;

@@ -44,7 +44,9 @@ export class ResponseRelay {
   /** Writes the head and arms the idle watchdog (one timer per streaming response, refreshed per chunk). */
   start(status: number, headers: IncomingHttpHeaders, endpoint: string): void {
     const ex = this.#ex;
-    ex.res.writeHead(status, responseHeaders(headers, ex, status, endpoint));
+    const list = responseHeaders(headers, ex, status, endpoint);
+    if (ex.grpc && headers['grpc-status'] !== undefined) holdHead(ex, status, list);
+    else ex.res.writeHead(status, list);
     if (this.#idle > 0) this.#timer = setTimeout(onIdle, this.#idle, this);
   }
 
@@ -93,6 +95,27 @@ export class ResponseRelay {
       this.#timer = null;
     }
   }
+}
+
+/**
+ * A gRPC trailers-only answer (`grpc-status` in the head, SPEC §10.2): the
+ * head is set, not written, so that it leaves with the end of the response.
+ * To an HTTP/2 client that puts END_STREAM on the HEADERS frame, which is
+ * what makes it trailers-only: a gRPC client reads the status of a head
+ * without END_STREAM as mere metadata, then fails the call as INTERNAL when
+ * no trailers follow. (node's writeHead sends the head at once.) An HTTP/1.1
+ * client sees no difference.
+ */
+function holdHead(ex: Exchange, status: number, list: string[]): void {
+  const res = ex.res;
+  res.statusCode = status;
+  const grouped: Record<string, string | string[]> = {};
+  for (let i = 0; i < list.length; i += 2) {
+    const name = list[i]!;
+    const prev = grouped[name];
+    grouped[name] = prev === undefined ? list[i + 1]! : Array.isArray(prev) ? [...prev, list[i + 1]!] : [prev, list[i + 1]!];
+  }
+  for (const name in grouped) res.setHeader(name, grouped[name]!);
 }
 
 function hasKeys(o: object): boolean {

@@ -7,6 +7,7 @@ import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { ERRORS, REASON, errorBody, type ErrorCode } from '../errors.ts';
 import { errorCodeFor } from '../pipeline/classify.ts';
+import { GRPC, NO_GRPC_STATUS, encodeGrpcMessage, grpcStatusFromHttp, parseGrpcStatus } from '../pipeline/grpc.ts';
 import type { Exchange } from '../pipeline/exchange.ts';
 import type { Reply } from '../pipeline/handler.ts';
 
@@ -33,6 +34,7 @@ export function respond(ex: Exchange, reply: Reply): void {
   }
   if (reply.type === 'static') {
     ex.status = reply.status;
+    if (ex.grpc) ex.grpcStatus = staticGrpcStatus(reply.status, reply.headers);
     ex.bytesOut = Buffer.byteLength(reply.body);
     const headers: Record<string, string | number> = { ...reply.headers, 'x-breakwater-fallback': 'response', 'x-request-id': ex.requestId, 'content-length': ex.bytesOut };
     res.writeHead(reply.status, headers);
@@ -44,12 +46,22 @@ export function respond(ex: Exchange, reply: Reply): void {
 
 const CLOSE = Object.freeze({ connection: 'close' });
 
-/** Writes a generated response (SPEC §4.7) and records the code on the exchange. */
+/**
+ * Writes a generated response (SPEC §4.7) and records the code on the
+ * exchange. A gRPC call gets it gRPC-shaped (SPEC §10.2): HTTP 200, no body,
+ * `grpc-status` and `grpc-message` in the head (trailers-only), so a gRPC
+ * client reads UNAVAILABLE, RESOURCE_EXHAUSTED... instead of an HTTP status
+ * it cannot parse; `x-breakwater-error` and `retry-after` as for HTTP.
+ */
 export function renderFailure(ex: Exchange, code: ErrorCode, retryAfterMs: number, extraHeaders?: Record<string, string>): void {
   const spec = ERRORS[code];
   ex.error = code;
-  ex.status = spec.status;
   if (spec.flag !== null) ex.flag(spec.flag);
+  if (ex.grpc) {
+    renderGrpcFailure(ex, code, retryAfterMs, extraHeaders);
+    return;
+  }
+  ex.status = spec.status;
   const body = errorBody(code, ex.upstream, ex.route, ex.requestId);
   ex.bytesOut = Buffer.byteLength(body);
   const headers: Record<string, string | number> = {
@@ -66,6 +78,59 @@ export function renderFailure(ex: Exchange, code: ErrorCode, retryAfterMs: numbe
   const res: ServerResponse = ex.res;
   res.writeHead(spec.status, headers);
   res.end(body);
+}
+
+/** SPEC §10.2: the gRPC status of each generated answer. */
+export function grpcStatusFor(code: ErrorCode): number {
+  switch (code) {
+    case 'rate_limited':
+      return GRPC.RESOURCE_EXHAUSTED;
+    case 'timeout':
+      return GRPC.DEADLINE_EXCEEDED;
+    case 'no_route':
+      return GRPC.UNIMPLEMENTED;
+    case 'bad_request':
+      return GRPC.INTERNAL;
+    default:
+      return GRPC.UNAVAILABLE;
+  }
+}
+
+/** Pre-encoded `grpc-message` per code: the catalogue's message, with its code as a prefix a log search finds. */
+const GRPC_MESSAGES = Object.freeze(
+  Object.fromEntries(Object.values(ERRORS).map((e) => [e.code, encodeGrpcMessage(`breakwater ${e.code}: ${e.message}`)])) as Record<ErrorCode, string>,
+);
+
+function renderGrpcFailure(ex: Exchange, code: ErrorCode, retryAfterMs: number, extraHeaders?: Record<string, string>): void {
+  const grpc = grpcStatusFor(code);
+  ex.status = 200;
+  ex.grpcStatus = grpc;
+  ex.bytesOut = 0;
+  // Headers set one by one and `end()` with no body, not writeHead(): on an
+  // HTTP/2 stream that is what puts END_STREAM on the HEADERS frame, i.e. a
+  // real trailers-only response (gRPC clients read the status of a head
+  // without END_STREAM as metadata, then fail the call as INTERNAL). Over
+  // HTTP/1.1 node adds `content-length: 0`.
+  const res = ex.res;
+  res.statusCode = 200;
+  res.setHeader('content-type', 'application/grpc');
+  res.setHeader('grpc-status', String(grpc));
+  res.setHeader('grpc-message', GRPC_MESSAGES[code]);
+  res.setHeader('x-breakwater-error', code);
+  res.setHeader('x-request-id', ex.requestId);
+  if (retryAfterMs > 0 || code === 'rate_limited' || code === 'circuit_open') {
+    res.setHeader('retry-after', String(Math.max(1, Math.ceil(retryAfterMs / 1000))));
+  }
+  if (ex.fallback !== null) res.setHeader('x-breakwater-fallback', ex.fallback);
+  if (extraHeaders !== undefined) for (const name in extraHeaders) res.setHeader(name, extraHeaders[name]!);
+  res.end();
+}
+
+/** A static fallback answer to a gRPC call: its own `grpc-status`, else what a gRPC client derives from its HTTP status. */
+function staticGrpcStatus(status: number, headers: Readonly<Record<string, string>>): number | null {
+  const g = parseGrpcStatus(headers['grpc-status']);
+  if (g !== NO_GRPC_STATUS) return g;
+  return status === 200 ? null : grpcStatusFromHttp(status);
 }
 
 /** What a tunnel (WebSocket, CONNECT) knows when it refuses: its route and upstream, and the guard's Retry-After. */

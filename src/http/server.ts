@@ -15,8 +15,15 @@
  * that once an answer closes the connection, no request behind it is ever
  * processed (§9.6). A connection that does not pipeline pays one property
  * read per request.
+ *
+ * The same port serves HTTP/2 with prior knowledge (h2c): a connection that
+ * opens with the HTTP/2 preface goes to http/h2-edge.ts, and each of its
+ * streams is a request that takes the same checks, routes and route stacks
+ * below — streams are independent, so the one-at-a-time rule is HTTP/1.1's
+ * alone.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import { http } from './node-http.ts';
 import net, { type Socket } from 'node:net';
 import type { ListenerAddress, ListenerConfig } from '../config/types.ts';
@@ -25,9 +32,13 @@ import { Exchange } from '../pipeline/exchange.ts';
 import { onClientError } from './client-error.ts';
 import { connectAuthority, type ConnectTunnels } from './connect-tunnel.ts';
 import { kActive, kAuthority, kClosing, kWaiting, type EdgeSocket } from './edge-socket.ts';
+import { H2Sessions, h2Head, sniffPreface } from './h2-edge.ts';
 import { connectHost80, hasRequestBody, hasUnderscoreHeader, headSize, isWebSocketUpgrade, malformedHead, parseTarget, requestIdOf } from './request-head.ts';
 import { renderFailure, writeRawError } from './respond.ts';
 import type { Router } from './router.ts';
+import { BindError } from './bind-error.ts';
+
+export { BindError };
 
 /** A route's entry point, as the edge sees it. */
 export interface RouteEntry {
@@ -53,24 +64,6 @@ export interface ListenerRoutes {
   readonly observer: ExchangeObserver;
 }
 
-export class BindError extends Error {
-  readonly address: string;
-  readonly reason: string;
-  constructor(name: string, address: string, err: NodeJS.ErrnoException) {
-    const why =
-      err.code === 'EADDRINUSE'
-        ? 'the address is already in use'
-        : err.code === 'EACCES'
-          ? 'permission denied (ports below 1024 need privileges)'
-          : err.code === 'EADDRNOTAVAIL'
-            ? 'the address is not available on this host'
-            : err.message;
-    super(`cannot bind listener "${name}" on ${address}: ${why}`);
-    this.address = address;
-    this.reason = err.code ?? err.message;
-  }
-}
-
 const kEx = Symbol('breakwater.exchange');
 type TrackedResponse = ServerResponse & { [kEx]?: Exchange; _last?: boolean };
 
@@ -87,6 +80,9 @@ export class ListenerServer {
   readonly #sockets = new Set<Socket>();
   #idleWaiters: (() => void)[] = [];
   #current!: ListenerRoutes;
+  /** node's own HTTP/1.1 connection handler, reached once a connection is known not to be HTTP/2. */
+  readonly #http1: (socket: Socket) => void;
+  readonly #h2: H2Sessions;
 
   constructor(runtime: ListenerRoutes) {
     this.current = runtime;
@@ -115,9 +111,18 @@ export class ListenerServer {
       },
       this.#onRequest,
     );
+    // This server accepts (its 'listening' starts node's headersTimeout and
+    // requestTimeout checks), but a connection reaches node's own HTTP/1.1
+    // handler only once its first bytes are known not to be the HTTP/2
+    // preface (http/h2-edge.ts).
+    const [http1] = this.server.listeners('connection') as ((socket: Socket) => void)[];
+    this.server.removeListener('connection', http1!);
+    this.#http1 = http1!.bind(this.server);
+    this.#h2 = new H2Sessions(runtime.config.limits, this.#onH2Request);
     this.server.on('connection', (s: Socket) => {
       this.#sockets.add(s);
       s.once('close', () => this.#sockets.delete(s));
+      sniffPreface(s, this.#current.config.limits.headerTimeout, this.#handOver);
     });
     this.server.on('clientError', onClientError);
     // CONNECT and Upgrade take the socket away from HTTP: each waits until
@@ -141,7 +146,15 @@ export class ListenerServer {
     const t = arrivalTimeouts(runtime.config);
     this.server.headersTimeout = t.headers;
     this.server.requestTimeout = t.request;
+    this.#h2.update(runtime.config.limits);
   }
+
+  #handOver = (socket: Socket, h2: boolean): void => {
+    if (!h2) return this.#http1(socket);
+    // An HTTP/2 connection is its session's: drained and cut through it.
+    this.#sockets.delete(socket);
+    this.#h2.accept(socket);
+  };
 
   #upgrade(req: IncomingMessage, socket: EdgeSocket, head: Buffer): void {
     const rid = requestIdOf(req);
@@ -187,8 +200,8 @@ export class ListenerServer {
     socket[kWaiting] = null;
     socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
     if (head.length > 0) socket.unshift(head);
-    // The same server parses the tunnel's bytes as a new HTTP connection.
-    this.server.emit('connection', socket);
+    // The same server parses the tunnel's bytes as a new HTTP/1.1 connection.
+    this.#http1(socket);
   }
 
   /** Run `fn` once the answers to every earlier request on this connection are out. */
@@ -233,6 +246,7 @@ export class ListenerServer {
     // net.Server#close, not http.Server#close: the latter (node ≥ 19) also
     // closes every idle kept-alive connection at once.
     net.Server.prototype.close.call(this.server);
+    this.#h2.goaway();
     if (this.inflight > 0) {
       await new Promise<void>((resolve) => {
         const t = setTimeout(done, timeoutMs);
@@ -249,6 +263,9 @@ export class ListenerServer {
       if ((s as EdgeSocket)[kActive] == null) s.destroySoon();
       else s.destroy();
     }
+    // HTTP/2 sessions whose streams are all done have closed after their
+    // GOAWAY; streams still open past the timeout are cut with their session.
+    if (this.inflight > 0) this.#h2.destroy();
   }
 
   #onRequest = (req: IncomingMessage, res: ServerResponse): void => {
@@ -277,8 +294,6 @@ export class ListenerServer {
     const host = t === null ? '' : t.host;
     const ex = new Exchange(req, res, lr.config.name, requestIdOf(req), method, target, host);
     (res as TrackedResponse)[kEx] = ex;
-    this.inflight++;
-    lr.observer.started(ex);
     res.once('close', () => this.#onClose(res as TrackedResponse, lr, socket));
     // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty
     // framing; answer it, then close.
@@ -287,16 +302,49 @@ export class ListenerServer {
     // then the connection closes: node's parser stops reading a connection
     // after any Upgrade head, so a request behind it would never be answered.
     if (req.headers.upgrade !== undefined) res.shouldKeepAlive = false;
+    this.#serve(ex, lr, bad ? 'bad_request' : null);
+  }
 
+  /**
+   * An HTTP/2 stream: node's compatibility objects have what the exchange
+   * reads of an HTTP/1.1 request and response (h2-edge.ts lists it), with
+   * HTTP/2 flow control behind write() and 'drain'.
+   */
+  #onH2Request = (req: Http2ServerRequest, res: Http2ServerResponse): void => {
+    // A stream the client reset before node handed it over (rapid reset:
+    // HEADERS then RST_STREAM in one burst) is gone, session and all:
+    // nothing to answer, count or forward.
+    if (req.stream.destroyed || req.stream.session === undefined) return;
+    const lr = this.#current;
+    const head = h2Head(req);
+    const r = req as unknown as IncomingMessage;
+    const ex = new Exchange(r, res as unknown as ServerResponse, lr.config.name, requestIdOf(r), req.method, head === null ? '/' : head.target, head === null ? '' : head.host);
+    const session = this.#h2.opened(req);
+    res.once('close', () => {
+      this.#h2.closed(session);
+      // A stream reset before its answer ended is 'aborted'; node ends its
+      // writable side then, so writableFinished alone does not tell.
+      this.#done(ex, lr, res.stream.aborted || !res.writableFinished);
+    });
+    // CONNECT tunnels are HTTP/1.1's (SPEC §10.3); over HTTP/2, refused.
+    this.#serve(ex, lr, head === null ? 'bad_request' : req.method === 'CONNECT' ? 'method_not_allowed' : null);
+  };
+
+  /** Both protocols: count the exchange, refuse what the listener refuses, route the rest. */
+  #serve(ex: Exchange, lr: ListenerRoutes, malformed: ErrorCode | null): void {
+    const req = ex.req;
+    this.inflight++;
+    lr.observer.started(ex);
     if (this.draining) return this.#reject(ex, 'draining', true);
-    if (bad) return this.#reject(ex, 'bad_request', true);
+    if (malformed !== null) return this.#reject(ex, malformed, true);
     if (headSize(req) > lr.config.limits.headerSize) return this.#reject(ex, 'header_too_large', true);
     if (lr.config.underscoreHeaders === 'reject' && hasUnderscoreHeader(req)) return this.#reject(ex, 'bad_request', true);
     // A declared body over the limit is refused before any of it is read.
     const bodySize = lr.config.limits.bodySize;
     if (bodySize !== null && Number(req.headers['content-length'] ?? 0) > bodySize) return this.#reject(ex, 'request_too_large', true);
+    const target = ex.target;
     const q = target.indexOf('?');
-    const route = lr.router.match(host, q < 0 ? target : target.slice(0, q), method, req);
+    const route = lr.router.match(ex.host, q < 0 ? target : target.slice(0, q), ex.method, req);
     if (route === null) {
       lr.observer.unrouted(ex);
       // A body still on its way would have to be read to keep the
@@ -313,11 +361,15 @@ export class ListenerServer {
   }
 
   #onClose(res: TrackedResponse, lr: ListenerRoutes, socket: EdgeSocket): void {
-    const ex = res[kEx]!;
-    ex.finish(!res.writableFinished);
+    this.#done(res[kEx]!, lr, !res.writableFinished);
+    this.#next(res, socket);
+  }
+
+  /** An exchange is over, whatever its protocol: release, count, log; a drain may be waiting for it. */
+  #done(ex: Exchange, lr: ListenerRoutes, cutShort: boolean): void {
+    ex.finish(cutShort);
     this.inflight--;
     lr.observer.finished(ex);
-    this.#next(res, socket);
     if (this.inflight === 0 && this.#idleWaiters.length > 0) {
       const w = this.#idleWaiters;
       this.#idleWaiters = [];

@@ -1,7 +1,8 @@
 /**
  * One access-log line per finished request (SPEC §5). The line explains the
  * request on its own: every attempt in `tries`, and every policy decision in
- * `flags`.
+ * `flags`. `grpcStatus` is the gRPC status a gRPC client got (SPEC §10.2),
+ * null for plain HTTP.
  */
 import type { LogConfig } from '../config/types.ts';
 import type { Exchange } from '../pipeline/exchange.ts';
@@ -45,7 +46,8 @@ export class AccessLog {
     this.#log.writeInfoLine(
       `{"level":"info",${this.#log.timeField()},"requestId":${JSON.stringify(ex.requestId)},"traceId":${traceId === null ? 'null' : `"${traceId}"`}` +
         `,"listener":${JSON.stringify(ex.listener)},"route":${str(ex.route)},"upstream":${str(ex.upstream)},"endpoint":${str(ex.endpoint)}` +
-        `,"method":${JSON.stringify(ex.method)},"path":${JSON.stringify(path)},"status":${status},"durationMs":${round(durationMs)}` +
+        `,"method":${JSON.stringify(ex.method)},"path":${JSON.stringify(path)},"status":${status},"grpcStatus":${ex.grpcStatus === null ? 'null' : ex.grpcStatus}` +
+        `,"durationMs":${round(durationMs)}` +
         `,"upstreamMs":${ex.upstreamMs === null ? 'null' : round(ex.upstreamMs)},"attempts":${ex.attempts},"tries":${ex.tries === null ? '[]' : JSON.stringify(ex.tries)}` +
         `,"bytesIn":${ex.bytesIn},"bytesOut":${ex.bytesOut},"client":${str(ex.client)},"flags":${ex.flags === null ? '[]' : JSON.stringify(ex.flags)}` +
         `,"error":${str(ex.error)},"headers":${headers},"msg":"request"}\n`,

@@ -2,8 +2,15 @@
  * The one classifier of attempt outcomes. Retry `on`, breaker `failOn`, the
  * `upstream_attempts_total{result}` label and the access log's `tries[].outcome`
  * all read the kind this module returns, so they can never disagree.
+ *
+ * A gRPC call (SPEC §10.2) is classified by its gRPC status too: `grpc-status`
+ * 0 is `success`, another on a non-error HTTP status is `grpc_error`, and the
+ * code itself travels beside the kind so that conditions naming gRPC statuses
+ * (`unavailable`...) can match it.
  */
+import type { IncomingHttpHeaders } from 'node:http';
 import type { ConditionSet, OutcomeKind } from '../config/types.ts';
+import { GRPC, NO_GRPC_STATUS, grpcStatusFromHttp, isGrpcContentType, parseGrpcStatus } from './grpc.ts';
 
 /** Raised by breakwater itself when an attempt's perTry (or the request's total) expires before headers. */
 export class AttemptTimeoutError extends Error {
@@ -46,6 +53,8 @@ const CONNECT_CODES = new Set([
   'PATH_LENGTH_EXCEEDED',
   'HOSTNAME_MISMATCH',
   'ERR_TLS_HANDSHAKE_TIMEOUT',
+  // protocol: h2 and the server's ALPN chose something else (upstream/pool.ts).
+  'BW_ALPN_NOT_H2',
 ]);
 
 /**
@@ -81,8 +90,13 @@ export function classifyError(err: unknown): OutcomeKind {
   return 'reset';
 }
 
-/** Does a classified attempt meet a condition set (retry `on`, breaker `failOn`)? */
-export function matches(set: ConditionSet, kind: OutcomeKind, status: number): boolean {
+/**
+ * Does a classified attempt meet a condition set (retry `on`, breaker
+ * `failOn`)? `grpc` is the attempt's gRPC status (NO_GRPC_STATUS for a
+ * plain HTTP exchange): a response meets the set by its HTTP status or by
+ * a gRPC status name the set lists.
+ */
+export function matches(set: ConditionSet, kind: OutcomeKind, status: number, grpc = NO_GRPC_STATUS): boolean {
   switch (kind) {
     case 'connect_failure':
       return set.connectFailure;
@@ -91,8 +105,40 @@ export function matches(set: ConditionSet, kind: OutcomeKind, status: number): b
     case 'timeout':
       return set.timeout;
     default:
-      return set.statuses.has(status);
+      return set.statuses.has(status) || grpcListed(set, grpc);
   }
+}
+
+/** The set names this gRPC status (a code outside 0–16 counts as `unknown`). */
+export function grpcListed(set: ConditionSet, grpc: number): boolean {
+  if (grpc <= 0 || set.grpc === 0) return false;
+  return (set.grpc & (1 << (grpc <= 16 ? grpc : GRPC.UNKNOWN))) !== 0;
+}
+
+/**
+ * The gRPC status of a gRPC call's response head (SPEC §10.2): the
+ * `grpc-status` of a trailers-only response; PENDING_GRPC when the status
+ * is still to come in the trailers (a 200 with a gRPC content-type);
+ * otherwise the status a gRPC client derives from the HTTP status.
+ */
+export function grpcStatusAtHead(status: number, headers: IncomingHttpHeaders): number {
+  const received = parseGrpcStatus(headers['grpc-status']);
+  if (received !== NO_GRPC_STATUS) return received;
+  if (status === 200 && isGrpcContentType(headers['content-type'])) return PENDING_GRPC;
+  return grpcStatusFromHttp(status);
+}
+
+/** The status of a gRPC response arrives with its trailers. */
+export const PENDING_GRPC = -2;
+
+/**
+ * Kind of a gRPC call's response with a known gRPC status: a non-zero
+ * status on an HTTP status below 400 is `grpc_error`; otherwise the HTTP
+ * status decides, as for any response.
+ */
+export function classifyGrpc(status: number, grpc: number): OutcomeKind {
+  if (grpc > 0 && status < 400) return 'grpc_error';
+  return classifyStatus(status);
 }
 
 /** The generated error code for an attempt that produced no response. */

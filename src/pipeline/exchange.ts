@@ -9,12 +9,15 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { OutcomeKind } from '../config/types.ts';
+import { isGrpcContentType } from './grpc.ts';
 
 const EMPTY_HEADERS: string[] = [];
 
 /** The per-route metric children the edge records into when a request is over. */
 export interface RequestMetrics {
   request(method: string, status: number, seconds: number): void;
+  /** A gRPC call is over with this status (grpc_responses_total). */
+  grpcResponse(code: number): void;
 }
 
 /** One upstream attempt, as it appears in the access log's `tries[]`. */
@@ -22,6 +25,8 @@ export interface Try {
   readonly endpoint: string;
   readonly outcome: OutcomeKind;
   readonly status: number | null;
+  /** A gRPC call's status for this attempt (SPEC §10.2); absent for plain HTTP, null when none came. */
+  readonly grpcStatus?: number | null;
   readonly ms: number;
 }
 
@@ -35,7 +40,7 @@ export type RequestBody = null | Buffer | Readable;
 
 /** A guard permit that records attempt outcomes (the breaker's). */
 export interface RecordingPermit {
-  record(kind: OutcomeKind, status: number): RecordingPermit;
+  record(kind: OutcomeKind, status: number, grpc?: number): RecordingPermit;
   release(): void;
 }
 
@@ -57,6 +62,8 @@ export class Exchange {
    * request body is destroyed, and the access log runs after that.
    */
   readonly client: string | null;
+  /** A gRPC call (content-type `application/grpc…`, SPEC §10.2): gRPC-shaped generated answers, grpc-status classification. */
+  readonly grpc: boolean;
 
   route: string | null = null;
   upstream: string | null = null;
@@ -83,6 +90,12 @@ export class Exchange {
   /** breakwater's own error code when it answered itself; null when the upstream's response passed through. */
   error: string | null = null;
   status = 0;
+  /**
+   * The gRPC status the client got (the upstream's `grpc-status`, derived
+   * from its HTTP status, or breakwater's own answer); null for plain HTTP
+   * and for a call cut off before any status.
+   */
+  grpcStatus: number | null = null;
   endpoint: string | null = null;
   upstreamMs: number | null = null;
   bytesIn = 0;
@@ -116,6 +129,7 @@ export class Exchange {
     this.target = target;
     this.host = host;
     this.client = req.socket?.remoteAddress ?? null;
+    this.grpc = isGrpcContentType(req.headers['content-type']);
     this.upstreamPath = target;
   }
 
@@ -160,6 +174,8 @@ export class Exchange {
       this.clientAborted = true;
       this.flag('client_abort');
       this.#abort?.abort();
+      // Before the breaker permit is released: an attempt whose outcome was
+      // still to come (a gRPC status in trailers) records it now.
       this.current?.abort(new ClientAbortError());
     }
     if (this.breaker !== null) {

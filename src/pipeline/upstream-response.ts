@@ -22,6 +22,14 @@ export interface UpstreamResponse {
   readonly status: number;
   /** The classifier's outcome kind (SPEC §5 `tries[].outcome`). */
   readonly kind: OutcomeKind;
+  /**
+   * A gRPC call's status as known at the head (SPEC §10.2): a trailers-only
+   * response's `grpc-status`, or the one derived from the HTTP status;
+   * NO_GRPC_STATUS (-1) for plain HTTP, for no response, and while the
+   * status is still to come in the trailers (then it is recorded when the
+   * body ends, and the response is never retried: it is already the client's).
+   */
+  readonly grpcStatus: number;
   /** The response head, null when there is none. */
   readonly headers: IncomingHttpHeaders | null;
   /** What ended the attempt before a head arrived, if anything. */

@@ -100,7 +100,9 @@ function listenerObserver(listener: string, deps: BuildDeps, activity: Activity)
       lm.inflightDec();
       const status = ex.status !== 0 ? ex.status : ex.res.headersSent ? ex.res.statusCode : 499;
       const ms = performance.now() - ex.start;
-      (ex.metrics ?? noRoute).request(ex.method, status, ms / 1000);
+      const m = ex.metrics ?? noRoute;
+      m.request(ex.method, status, ms / 1000);
+      if (ex.grpcStatus !== null) m.grpcResponse(ex.grpcStatus);
       accessLog?.write(ex, status, ms);
     },
   };
@@ -214,6 +216,7 @@ class Builder {
             keepAlive: u.pool.keepAlive,
             connectTimeout: policy.timeout.connect,
             tls: e.protocol === 'https:' ? this.#tlsSource(u) : null,
+            protocol: u.protocol,
           }),
         ),
     );
@@ -233,6 +236,7 @@ class Builder {
       metrics: rm,
       upstreamMetrics: um,
       rewrite: u.requestHeaders,
+      keepTe: u.protocol !== 'http1',
       rateLimit: u.rateLimit === null ? null : { bucket: state.bucket(`upstream:${u.name}`, u.rateLimit), mode: u.rateLimit.mode, maxWait: u.rateLimit.maxWait },
       breaker,
       bulkhead,
@@ -273,13 +277,18 @@ function sameBudget(a: PolicySet['retry']['budget'], b: PolicySet['retry']['budg
 
 /** The classifier's consumers for one upstream: tries[], attempt metrics, the breaker (through the exchange's permit). */
 function attemptObserver(um: UpstreamMetrics): AttemptParams['observe'] {
-  return (ex, kind, status, ms, endpoint) => {
-    ex.addTry({ endpoint, outcome: kind, status: status === 0 ? null : status, ms: Math.round(ms * 1000) / 1000 });
+  return (ex, kind, status, ms, endpoint, grpc) => {
+    const rounded = Math.round(ms * 1000) / 1000;
+    if (ex.grpc) {
+      const g = grpc < 0 ? null : grpc;
+      ex.addTry({ endpoint, outcome: kind, status: status === 0 ? null : status, grpcStatus: g, ms: rounded });
+      ex.grpcStatus = g;
+    } else ex.addTry({ endpoint, outcome: kind, status: status === 0 ? null : status, ms: rounded });
     ex.endpoint = endpoint;
     ex.upstreamMs = ms;
     um.attempt(kind, ms / 1000);
     // An attempt aborted because the client's body went over the limit says nothing about the upstream.
-    if (ex.breaker !== null && !ex.bodyTooLarge) ex.breaker = ex.breaker.record(kind, status);
+    if (ex.breaker !== null && !ex.bodyTooLarge) ex.breaker = ex.breaker.record(kind, status, grpc);
   };
 }
 

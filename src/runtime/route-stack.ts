@@ -20,6 +20,7 @@ import { hasBody, readBody } from '../http/body.ts';
 import { applyRewrite, buildBaseHeaders } from '../http/forward-headers.ts';
 import { respond } from '../http/respond.ts';
 import { stripPrefix } from '../http/router.ts';
+import { parseGrpcTimeout } from '../pipeline/grpc.ts';
 import type { RouteMetrics, UpstreamMetrics } from '../observability/metrics/index.ts';
 import type { Exchange } from '../pipeline/exchange.ts';
 import { compose, type Handler, type Layer, type Reply } from '../pipeline/handler.ts';
@@ -65,7 +66,8 @@ export function routeStack(p: RouteParts): Handler {
       // response is committed, a failure rendered as SPEC §4.7 says.
       rescueStep,
       // deadline: `timeout.total` starts at the request's arrival and bounds
-      // everything below it, body read, queueing and backoff included.
+      // everything below it, body read, queueing and backoff included; a
+      // gRPC call's own `grpc-timeout` may tighten it, never widen it.
       deadlineStep(p.policy.timeout.total),
       // forward: what goes upstream (path without the stripped prefix;
       // headers without hop-by-hop, with x-forwarded-* and x-request-id).
@@ -89,6 +91,8 @@ export interface UpstreamParts {
   readonly metrics: RouteMetrics;
   readonly upstreamMetrics: UpstreamMetrics;
   readonly rewrite: HeaderRewrite;
+  /** The upstream's protocol may be HTTP/2 (h2c, h2, auto): a client's `te: trailers` goes on. */
+  readonly keepTe: boolean;
   readonly rateLimit: Omit<RateLimitParams, 'onReject'> | null;
   readonly breaker: BreakerGuard | null;
   readonly bulkhead: Bulkhead | null;
@@ -115,8 +119,9 @@ export function upstreamStack(p: UpstreamParts): Handler {
     [
       // header rewrite: the upstream's requestHeaders (credential injection)
       // on top of the forwarded headers; per upstream, so a fallback
-      // upstream gets its own credentials, never the primary's.
-      rewriteStep(p.rewrite),
+      // upstream gets its own credentials, never the primary's; and a
+      // client's `te: trailers` for an upstream that may speak HTTP/2.
+      rewriteStep(p.rewrite, p.keepTe),
       // upstream rate limit: one token per request, shared by every route to
       // the upstream; before the breaker so a limited request is no probe.
       p.rateLimit === null ? null : rateLimitLayer({ ...p.rateLimit, onReject: () => rm.rejected('rate_limited') }),
@@ -150,7 +155,12 @@ const rescueStep: Layer = (next) => async (ex) => {
 
 function deadlineStep(total: number): Layer {
   return (next) => (ex) => {
-    ex.deadline = ex.start + total;
+    let ms = total;
+    if (ex.grpc) {
+      const t = parseGrpcTimeout(ex.req.headers['grpc-timeout']);
+      if (t !== null && t < ms) ms = t;
+    }
+    ex.deadline = ex.start + ms;
     return next(ex);
   };
 }
@@ -161,6 +171,30 @@ function forwardStep(prefix: string | null, underscores: boolean): Layer {
     buildBaseHeaders(ex, underscores);
     return next(ex);
   };
+}
+
+/** `te` lists `trailers` (`te: trailers`, `te: trailers, deflate;q=0.5`...). */
+function acceptsTrailers(te: string | string[]): boolean {
+  for (const part of (typeof te === 'string' ? te : te.join(',')).split(',')) {
+    const semi = part.indexOf(';');
+    if ((semi < 0 ? part : part.slice(0, semi)).trim().toLowerCase() === 'trailers') return true;
+  }
+  return false;
+}
+
+/**
+ * `te` is hop-by-hop, but `te: trailers` is the one value HTTP/2 keeps
+ * (RFC 9113 §8.2.2), and gRPC servers require it (they read its absence as
+ * a proxy that would drop their trailers). breakwater relays trailers, so
+ * to an upstream that may speak HTTP/2 it passes a client's `te: trailers`
+ * on. Inserted before the host pair, which stays last; a copy when the
+ * headers are still the exchange's base (a fallback upstream may be HTTP/1.1).
+ */
+function keepTeTrailers(ex: Exchange): void {
+  const h = ex.upstreamHeaders === ex.baseHeaders ? ex.baseHeaders.slice() : ex.upstreamHeaders;
+  h.splice(h.length - 2, 0, 'te', 'trailers');
+  ex.upstreamHeaders = h;
+  ex.hostIndex = h.length - 1;
 }
 
 /** No retries, no replay: a body streams straight through. */
@@ -187,11 +221,19 @@ function bodyStep(bufferLimit: number, bodySize: number | null, idle: number): L
   };
 }
 
-function rewriteStep(rw: HeaderRewrite): Layer {
+function rewriteStep(rw: HeaderRewrite, keepTe: boolean): Layer {
   // The rewrite's remove set includes the names it sets (set replaces).
   const removeSet: ReadonlySet<string> = new Set([...rw.remove, ...rw.set.map(([n]) => n)]);
+  if (!keepTe) {
+    return (next) => (ex: Exchange) => {
+      applyRewrite(ex, rw, removeSet);
+      return next(ex);
+    };
+  }
   return (next) => (ex: Exchange) => {
     applyRewrite(ex, rw, removeSet);
+    const te = ex.req.headers.te;
+    if (te !== undefined && acceptsTrailers(te) && !removeSet.has('te')) keepTeTrailers(ex);
     return next(ex);
   };
 }

@@ -12,8 +12,9 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { OutcomeKind } from '../config/types.ts';
-import { ResponseRelay } from '../http/relay.ts';
-import { AttemptTimeoutError, classifyError, classifyStatus } from '../pipeline/classify.ts';
+import { IdleTimeoutError, ResponseRelay } from '../http/relay.ts';
+import { AttemptTimeoutError, PENDING_GRPC, classifyError, classifyGrpc, classifyStatus, grpcStatusAtHead } from '../pipeline/classify.ts';
+import { GRPC, NO_GRPC_STATUS, parseGrpcStatus } from '../pipeline/grpc.ts';
 import { ClientAbortError, type Exchange } from '../pipeline/exchange.ts';
 import type { UpstreamResponse } from '../pipeline/upstream-response.ts';
 import type { Balancer, EndpointPool } from './pool.ts';
@@ -27,8 +28,14 @@ export interface AttemptParams {
   readonly perTry: number;
   readonly idle: number;
   readonly preserveHost: boolean;
-  /** The classifier's consumers (tries[], attempt metrics, breaker), called once per attempt. */
-  observe(ex: Exchange, kind: OutcomeKind, status: number, ms: number, endpoint: string): void;
+  /**
+   * The classifier's consumers (tries[], attempt metrics, breaker), called
+   * once per attempt: at its head, or for a gRPC call whose status comes in
+   * trailers, when its body ends (`ms` is still the time to the head).
+   * `grpc` is NO_GRPC_STATUS for plain HTTP and for a call cut off before
+   * its status.
+   */
+  observe(ex: Exchange, kind: OutcomeKind, status: number, ms: number, endpoint: string, grpc: number): void;
 }
 
 /** The innermost handler's shape: it always produces an UpstreamResponse, never another kind of reply. */
@@ -61,6 +68,7 @@ export class Attempt implements Dispatcher.DispatchHandler, UpstreamResponse {
   status = 0;
   headers: IncomingHttpHeaders | null = null;
   kind: OutcomeKind = 'success';
+  grpcStatus = NO_GRPC_STATUS;
   error: Error | null = null;
   totalExpired = false;
   exhausted = false;
@@ -76,6 +84,15 @@ export class Attempt implements Dispatcher.DispatchHandler, UpstreamResponse {
   #timer: NodeJS.Timeout | null = null;
   #resolve: ((r: Attempt) => void) | null = null;
   #relay: ResponseRelay | null = null;
+  /**
+   * A gRPC call whose status comes in the trailers: its observation (tries[],
+   * metrics, breaker) waits for the end of the body, and happens exactly once
+   * on whichever way the attempt ends (#observeEnd).
+   */
+  #deferred = false;
+  #headMs = 0;
+  /** Trailers of a response that ended while held. */
+  #trailers: IncomingHttpHeaders | undefined = undefined;
 
   constructor(ex: Exchange, params: AttemptParams, endpoint: EndpointPool) {
     this.ex = ex;
@@ -139,6 +156,9 @@ export class Attempt implements Dispatcher.DispatchHandler, UpstreamResponse {
   /** Abort the attempt (timeout, client gone, discard, idle). Safe at any point. */
   abort(reason: Error): void {
     if (this.#state === DONE) return;
+    // A gRPC call cut off before its status: an idle timeout is the
+    // upstream's; a client gone or a discard records what the head said.
+    if (this.#deferred) this.#observeEnd(reason instanceof IdleTimeoutError ? 'timeout' : this.kind, NO_GRPC_STATUS);
     if (this.#controller !== null && !this.#controller.aborted) this.#controller.abort(reason);
     else this.#abortReason = reason;
     if (this.#state === PENDING) this.#fail(reason);
@@ -168,10 +188,23 @@ export class Attempt implements Dispatcher.DispatchHandler, UpstreamResponse {
     this.#clearTimer();
     this.status = statusCode;
     this.headers = headers;
-    this.kind = classifyStatus(statusCode);
     this.#state = HEAD;
     // Hold the body until someone decides: commit to the client, or discard.
     controller.pause();
+    if (this.ex.grpc) {
+      const g = grpcStatusAtHead(statusCode, headers);
+      if (g === PENDING_GRPC) {
+        // SPEC §10.2: the status comes in the trailers, after the head is
+        // the client's. Not retriable; recorded when the body ends.
+        this.kind = 'success';
+        this.#deferred = true;
+        this.#headMs = performance.now() - this.started;
+        this.#settle(false);
+        return;
+      }
+      this.grpcStatus = g;
+      this.kind = classifyGrpc(statusCode, g);
+    } else this.kind = classifyStatus(statusCode);
     this.#settle();
   }
 
@@ -181,10 +214,17 @@ export class Attempt implements Dispatcher.DispatchHandler, UpstreamResponse {
 
   onResponseEnd(_controller: DispatchController, trailers?: IncomingHttpHeaders): void {
     const state = this.#state;
+    if (this.#deferred) {
+      // A gRPC response without grpc-status in its trailers: clients read UNKNOWN.
+      const g = parseGrpcStatus(trailers?.['grpc-status']);
+      const code = g === NO_GRPC_STATUS ? GRPC.UNKNOWN : g;
+      this.#observeEnd(classifyGrpc(this.status, code), code);
+    }
     if (state === HEAD) {
       // No body (HEAD, 204, 304, Content-Length: 0): undici ends the
       // response although it is held. commitTo sends the head and ends.
       this.#ended = true;
+      this.#trailers = trailers;
       this.#release();
       return;
     }
@@ -198,6 +238,7 @@ export class Attempt implements Dispatcher.DispatchHandler, UpstreamResponse {
       this.#fail(err);
       return;
     }
+    this.#observeEnd('reset', NO_GRPC_STATUS);
     this.#finish();
     if (state === STREAMING) this.#relay!.error(err);
     else if (state === HEAD) this.error = err;
@@ -216,7 +257,7 @@ export class Attempt implements Dispatcher.DispatchHandler, UpstreamResponse {
     relay.start(this.status, this.headers!, this.endpoint.endpoint.authority);
     if (this.#ended) {
       this.#state = DONE;
-      relay.end(undefined);
+      relay.end(this.#trailers);
       return;
     }
     this.#relay = relay;
@@ -226,6 +267,7 @@ export class Attempt implements Dispatcher.DispatchHandler, UpstreamResponse {
 
   discard(): void {
     if (this.#state !== HEAD) return;
+    if (this.#deferred) this.#observeEnd(this.kind, NO_GRPC_STATUS);
     if (this.#ended) {
       this.#state = DONE;
       return;
@@ -269,10 +311,19 @@ export class Attempt implements Dispatcher.DispatchHandler, UpstreamResponse {
 
   #settle(observe = true): void {
     const ms = performance.now() - this.started;
-    if (observe) this.params.observe(this.ex, this.kind, this.status, ms, this.endpoint.endpoint.authority);
+    if (observe) this.params.observe(this.ex, this.kind, this.status, ms, this.endpoint.endpoint.authority, this.grpcStatus);
     const resolve = this.#resolve;
     this.#resolve = null;
     resolve?.(this);
+  }
+
+  /** The deferred observation of a gRPC call, once: its status from the trailers, or how it was cut off. */
+  #observeEnd(kind: OutcomeKind, grpc: number): void {
+    if (!this.#deferred) return;
+    this.#deferred = false;
+    this.kind = kind;
+    this.grpcStatus = grpc;
+    this.params.observe(this.ex, kind, this.status, this.#headMs, this.endpoint.endpoint.authority, grpc);
   }
 
   #clearTimer(): void {

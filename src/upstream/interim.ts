@@ -22,12 +22,17 @@ import type { buildConnector } from 'undici';
 const PREFIX = Buffer.from('HTTP/1.1 100', 'latin1');
 const END = Buffer.from('\r\n\r\n', 'latin1');
 
-/** An undici connector (plain, or one that reads an upstream's current TLS files, upstream/tls.ts) with the filter on every socket it makes. */
+/**
+ * An undici connector (plain, or one that reads an upstream's current TLS
+ * files, upstream/tls.ts) with the filter on every HTTP/1.1 socket it makes.
+ * An HTTP/2 socket (`alpnProtocol` h2: negotiated by TLS, or set by the h2c
+ * connector) carries frames, not HTTP/1.1 heads, and is left alone.
+ */
 export function skippingContinue(connect: buildConnector.connector): buildConnector.connector {
   return (options, callback) =>
     connect(options, (err, socket) => {
       if (err !== null) return callback(err, null);
-      skipContinue(socket as Socket);
+      if ((socket as Socket & { alpnProtocol?: string | false | null }).alpnProtocol !== 'h2') skipContinue(socket as Socket);
       callback(null, socket);
     });
 }

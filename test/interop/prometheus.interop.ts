@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parser } from '@prometheus-io/lezer-promql';
+import * as grpc from '@grpc/grpc-js';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { CertFactory } from '../helpers/certs.ts';
 import { request } from '../helpers/http.ts';
@@ -154,6 +155,7 @@ listeners:
   - { name: limited, address: 127.0.0.1:0, upstream: limited }
   - { name: degraded, address: 127.0.0.1:0, upstream: degraded }
   - { name: rerouted, address: 127.0.0.1:0, upstream: rerouted }
+  - { name: grpc, address: 127.0.0.1:0, upstream: grpc }
   - name: egress
     address: 127.0.0.1:0
     routes:
@@ -191,7 +193,24 @@ upstreams:
     url: "${o['refused']}"
     retry: { maxRetries: 0 }
     fallback: { upstream: ok, on: [connect-failure] }
+  grpc:
+    url: "${o['grpc']}"
+    protocol: h2c
+    retry: { maxRetries: 0 }
 `;
+
+/** One unary method on raw bytes: a gRPC call whose messages are opaque. */
+const ECHO: grpc.ServiceDefinition = {
+  Call: {
+    path: '/interop.Echo/Call',
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (b: Buffer) => b,
+    requestDeserialize: (b: Buffer) => b,
+    responseSerialize: (b: Buffer) => b,
+    responseDeserialize: (b: Buffer) => b,
+  },
+};
 
 describe('a real Prometheus scraping breakwater', { skip: skipUnless(PEERS.prometheus, PEERS.curl) }, () => {
   const ups: Upstream[] = [];
@@ -202,6 +221,8 @@ describe('a real Prometheus scraping breakwater', { skip: skipUnless(PEERS.prome
   let certs: CertFactory | undefined;
   let secure: https.Server | undefined;
   let origins: Record<string, string> = {};
+  let grpcServer: grpc.Server | undefined;
+  let grpcClient: grpc.Client | undefined;
 
   /** One round of traffic that touches every metric family. */
   async function traffic(): Promise<void> {
@@ -222,6 +243,14 @@ describe('a real Prometheus scraping breakwater', { skip: skipUnless(PEERS.prome
     // …and an HTTPS_PROXY tunnel to it (CONNECT localhost:PORT, TLS end to end).
     const tunnelled = await run('curl', ['-sS', '-x', cli!.url('egress'), '--cacert', origins['ca']!, `${origins['secure']}/via-tunnel`]);
     assert.equal(tunnelled.stdout, 'secure', tunnelled.stderr);
+    // gRPC through an h2c listener to an h2c upstream: an ok call and a failed one (grpc_responses_total).
+    const call = (body: string): Promise<grpc.ServiceError | null> =>
+      new Promise((resolve) => {
+        const c = grpcClient as grpc.Client & { Call: (b: Buffer, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null) => void) => void };
+        c.Call(Buffer.from(body), { deadline: Date.now() + 10_000 }, (err) => resolve(err));
+      });
+    for (let i = 0; i < 3; i++) assert.equal(await call('ok'), null);
+    assert.equal((await call('fail'))?.code, grpc.status.UNAVAILABLE);
   }
 
   before(async () => {
@@ -246,8 +275,19 @@ describe('a real Prometheus scraping breakwater', { skip: skipUnless(PEERS.prome
     });
     secure.listen(0, '127.0.0.1');
     await once(secure, 'listening');
+    grpcServer = new grpc.Server();
+    grpcServer.addService(ECHO, {
+      Call(c: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) {
+        if (c.request.toString() === 'fail') cb({ code: grpc.status.UNAVAILABLE, details: 'asked to fail' });
+        else cb(null, c.request);
+      },
+    });
+    const grpcPort = await new Promise<number>((resolve, reject) =>
+      grpcServer!.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
     let flakyN = 0;
     origins = {
+      grpc: `http://127.0.0.1:${grpcPort}`,
       secure: `https://localhost:${(secure.address() as { port: number }).port}`,
       ca: ca.certFile,
       clientCert: path.join(dir, 'client.crt'),
@@ -260,6 +300,8 @@ describe('a real Prometheus scraping breakwater', { skip: skipUnless(PEERS.prome
       refused: `http://127.0.0.1:${await refusedPort()}`,
     };
     cli = await startCli(BREAKWATER(origins, '1/s'));
+    const Echo = grpc.makeGenericClientConstructor(ECHO, 'Echo');
+    grpcClient = new Echo(new URL(cli.url('grpc')).host, grpc.credentials.createInsecure(), { 'grpc.enable_retries': 0 });
 
     const rules = parseYaml(RULES_TEXT) as RuleFile;
     for (const g of rules.groups) g.interval = '1s';
@@ -321,7 +363,9 @@ describe('a real Prometheus scraping breakwater', { skip: skipUnless(PEERS.prome
 
   after(async () => {
     await prom?.stop('SIGTERM');
+    grpcClient?.close();
     await cli?.close();
+    grpcServer?.forceShutdown();
     for (const u of ups) await u.close();
     secure?.closeAllConnections();
     secure?.close();

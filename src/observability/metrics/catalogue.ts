@@ -57,4 +57,6 @@ export const CATALOGUE: readonly MetricSpec[] = Object.freeze([
   spec('connect_tunnels_active', 'gauge', ['upstream'], 'CONNECT tunnels open (or connecting) now.'),
   // SPEC §10.4: rotations of an upstream's TLS files seen on disk.
   spec('tls_reloads_total', 'counter', ['upstream', 'result'], 'Rotations of an upstream’s TLS files: success (new connections use them) or failure (refused, the files in use are kept).'),
+  // SPEC §10.2: gRPC calls by the status their client got; the label holds one of the 17 code names (a code outside 0–16 counts as unknown).
+  spec('grpc_responses_total', 'counter', ['route', 'upstream', 'grpc_status'], 'gRPC calls answered, by the grpc-status the client got (ok, cancelled, unknown, ..., unavailable, unauthenticated): the upstream’s, or breakwater’s own.'),
 ]);

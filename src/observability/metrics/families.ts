@@ -194,6 +194,7 @@ export class Families {
   readonly tunnelBytes: ValueFamily;
   readonly tunnelsActive: ValueFamily;
   readonly tlsReloads: ValueFamily;
+  readonly grpcResponses: ValueFamily;
   readonly all: readonly Family<Cell | HistogramCell>[];
 
   constructor() {
@@ -234,6 +235,7 @@ export class Families {
     this.tunnelBytes = value('connect_tunnel_bytes_total');
     this.tunnelsActive = value('connect_tunnels_active');
     this.tlsReloads = value('tls_reloads_total');
+    this.grpcResponses = value('grpc_responses_total');
     if (all.length !== CATALOGUE.length) throw new Error('every catalogue entry needs a family');
     this.all = all;
   }

@@ -6,6 +6,7 @@
  * reason, attempt result) are created on first use and cached in arrays
  * indexed by number.
  */
+import { GRPC_CODE_NAMES } from '../../pipeline/grpc.ts';
 import { METHOD_LABELS, METHODS } from './catalogue.ts';
 import type { Cell, Families, HistogramCell, HistogramFamily, ValueFamily } from './families.ts';
 
@@ -14,7 +15,7 @@ const OTHER = METHODS.length;
 // === what layers hold ===
 
 export type RejectReason = 'rate_limited' | 'bulkhead_full' | 'circuit_open' | 'no_route';
-export type AttemptResult = 'success' | '5xx' | '4xx' | 'timeout' | 'connect_failure' | 'reset';
+export type AttemptResult = 'success' | '5xx' | '4xx' | 'timeout' | 'connect_failure' | 'reset' | 'grpc_error';
 export type CircuitStateName = 'closed' | 'open' | 'half-open';
 
 export interface RouteMetrics {
@@ -30,6 +31,8 @@ export interface RouteMetrics {
   retry(reason: string): void;
   rejected(reason: RejectReason): void;
   fallback(kind: 'upstream' | 'response'): void;
+  /** grpc_responses_total{route,upstream,grpc_status} +1; `code` outside 0–16 is counted as unknown. */
+  grpcResponse(code: number): void;
   /** connect_tunnels_active{upstream} +1: a CONNECT tunnel was admitted and is connecting or open. */
   tunnelOpened(): void;
   /**
@@ -86,7 +89,7 @@ function rejectIndex(r: RejectReason): number {
   }
 }
 
-const RESULTS: readonly AttemptResult[] = ['success', '5xx', '4xx', 'timeout', 'connect_failure', 'reset'];
+const RESULTS: readonly AttemptResult[] = ['success', '5xx', '4xx', 'timeout', 'connect_failure', 'reset', 'grpc_error'];
 function resultIndex(r: AttemptResult): number {
   switch (r) {
     case 'success': return 0;
@@ -94,6 +97,7 @@ function resultIndex(r: AttemptResult): number {
     case '4xx': return 2;
     case 'timeout': return 3;
     case 'connect_failure': return 4;
+    case 'grpc_error': return 6;
     default: return 5;
   }
 }
@@ -182,6 +186,8 @@ export class RouteHandle extends Handle implements RouteMetrics {
   #tunnelBytesIn: Cell | undefined;
   #tunnelBytesOut: Cell | undefined;
   #tunnelsActive: Cell | undefined;
+  /** [gRPC code 0–16] → grpc_responses_total series. */
+  readonly #grpc: (Cell | undefined)[] = [];
 
   constructor(f: Families, listener: string, route: string, upstream: string) {
     super();
@@ -248,6 +254,11 @@ export class RouteHandle extends Handle implements RouteMetrics {
   fallback(kind: 'upstream' | 'response'): void {
     if (kind === 'upstream') (this.#fallbackUpstream ??= this.cell(this.#f.fallbacks, this.#route, this.#upstream, 'upstream')).v++;
     else (this.#fallbackResponse ??= this.cell(this.#f.fallbacks, this.#route, this.#upstream, 'response')).v++;
+  }
+
+  grpcResponse(code: number): void {
+    const i = code >= 0 && code <= 16 ? code : 2; // unknown
+    (this.#grpc[i] ??= this.cell(this.#f.grpcResponses, this.#route, this.#upstream, GRPC_CODE_NAMES[i]!)).v++;
   }
 
   tunnelOpened(): void {

@@ -35,6 +35,7 @@
  */
 import type { CircuitBreakerConfig, OutcomeKind } from '../../config/types.ts';
 import { matches } from '../../pipeline/classify.ts';
+import { NO_GRPC_STATUS } from '../../pipeline/grpc.ts';
 import { systemClock, type Clock } from '../../util/clock.ts';
 import { RollingCounter } from '../../util/rolling-counter.ts';
 import { ProbeGate } from './probes.ts';
@@ -147,8 +148,8 @@ export class CircuitBreaker {
    * `probe` is true for exactly one record per PROBE admission (the request's
    * first attempt); its later attempts, if any, record with `probe = false`.
    */
-  record(kind: OutcomeKind, status: number, probe: boolean): void {
-    const failed = matches(this.#cfg.failOn, kind, status);
+  record(kind: OutcomeKind, status: number, probe: boolean, grpc = NO_GRPC_STATUS): void {
+    const failed = matches(this.#cfg.failOn, kind, status, grpc);
     // An open period whose time is up ends first, so a probe record counts.
     this.#poll();
     if (probe) {

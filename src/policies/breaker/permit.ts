@@ -15,7 +15,7 @@ export interface BreakerPermit extends Permit {
    * request's later attempts with: a half-open probe is one attempt, so a
    * probe permit hands over to an ordinary one.
    */
-  record(kind: OutcomeKind, status: number): BreakerPermit;
+  record(kind: OutcomeKind, status: number, grpc?: number): BreakerPermit;
   /** A probe permit never recorded gives its probe slot back; any other is a no-op. */
   release(): void;
 }
@@ -31,8 +31,8 @@ export class BreakerGuard {
     const admitted: BreakerPermit = {
       type: 'permit',
       observed: null,
-      record(kind, status) {
-        breaker.record(kind, status, false);
+      record(kind, status, grpc) {
+        breaker.record(kind, status, false, grpc);
         return admitted;
       },
       release() {},
@@ -42,8 +42,8 @@ export class BreakerGuard {
     this.#probe = Object.freeze({
       type: 'permit',
       observed: null,
-      record(kind: OutcomeKind, status: number): BreakerPermit {
-        breaker.record(kind, status, true);
+      record(kind: OutcomeKind, status: number, grpc?: number): BreakerPermit {
+        breaker.record(kind, status, true, grpc);
         return admitted;
       },
       release() {

@@ -13,16 +13,20 @@
  * A retriable failure that is not retried always says why in the access
  * log: `retry_method` (the method may not be retried), `retry_body_too_large`
  * (set when the body was streamed), `retries_exhausted`, `retry_circuit_open`,
- * `retry_deadline` (the wait would not fit in `total`), `retry_budget_exhausted`.
+ * `retry_pushback` (a gRPC server's negative or malformed
+ * `grpc-retry-pushback-ms`), `retry_deadline` (the wait would not fit in
+ * `total`), `retry_budget_exhausted`.
  */
+import type { IncomingHttpHeaders } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { RetryConfig } from '../../config/types.ts';
 import type { Exchange } from '../../pipeline/exchange.ts';
+import { NO_GRPC_STATUS, parsePushback } from '../../pipeline/grpc.ts';
 import type { AttemptHandler } from '../../upstream/attempt.ts';
 import { backoffDelay } from './backoff.ts';
 import type { RetryBudget } from './budget.ts';
 import { isRetriableKind, methodMayRetry, retryReason } from './decide.ts';
-import { parseRetryAfter } from './retry-after.ts';
+import { RETRY_AFTER_CAP_MS, parseRetryAfter } from './retry-after.ts';
 
 export interface RetryParams {
   readonly policy: RetryConfig;
@@ -47,8 +51,9 @@ export function retryLayer(p: RetryParams): (next: AttemptHandler) => AttemptHan
         const r = await next(ex);
         if (ex.clientAborted) return r;
         const kind = r.kind;
-        if (!isRetriableKind(policy, kind, r.status)) return r;
-        if (!methodMayRetry(policy, kind, ex.method, ex.idempotencyKey)) {
+        const grpc = r.grpcStatus;
+        if (!isRetriableKind(policy, kind, r.status, grpc)) return r;
+        if (!methodMayRetry(policy, kind, ex.method, ex.idempotencyKey, grpc)) {
           if (policy.maxRetries > 0) ex.flag('retry_method');
           return r;
         }
@@ -69,7 +74,12 @@ export function retryLayer(p: RetryParams): (next: AttemptHandler) => AttemptHan
           return r;
         }
         let delay: number;
-        const ra = policy.respectRetryAfter && (r.status === 429 || r.status === 503) ? parseRetryAfter(r.headers?.['retry-after'], Date.now()) : null;
+        const ra = policy.respectRetryAfter ? serverDelay(r.status, grpc, r.headers) : null;
+        if (ra === 'refuse') {
+          // gRPC A6: a malformed or negative pushback means "do not retry".
+          ex.flag('retry_pushback');
+          return r;
+        }
         if (ra !== null) {
           // The upstream said when to come back; if that is past our deadline,
           // its answer is the best we have.
@@ -91,7 +101,7 @@ export function retryLayer(p: RetryParams): (next: AttemptHandler) => AttemptHan
           return r;
         }
         r.discard();
-        onRetry(retryReason(kind, r.status));
+        onRetry(retryReason(kind, r.status, grpc));
         ex.flag('retried');
         retries++;
         if (delay > 0) {
@@ -103,4 +113,17 @@ export function retryLayer(p: RetryParams): (next: AttemptHandler) => AttemptHan
         }
       }
     };
+}
+
+/**
+ * How long the upstream asked us to wait (`respectRetryAfter`): a gRPC
+ * call's `grpc-retry-pushback-ms` (SPEC §10.2; 'refuse' when malformed or
+ * negative), else a 429/503's `Retry-After`; null: use the backoff.
+ */
+function serverDelay(status: number, grpc: number, headers: IncomingHttpHeaders | null): number | null | 'refuse' {
+  if (grpc !== NO_GRPC_STATUS) {
+    const p = parsePushback(headers?.['grpc-retry-pushback-ms']);
+    if (p !== null) return p === 'refuse' ? p : Math.min(p, RETRY_AFTER_CAP_MS);
+  }
+  return status === 429 || status === 503 ? parseRetryAfter(headers?.['retry-after'], Date.now()) : null;
 }

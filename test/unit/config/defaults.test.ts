@@ -15,7 +15,7 @@ describe('built-in defaults', () => {
 
   it('fill a listener: limits, and the shorthand catch-all route named like the listener', () => {
     const l = config(minimal).listeners[0]!;
-    assert.deepEqual(l.limits, { headerSize: 16_384, bodySize: null, headerTimeout: 10_000, requestTimeout: 300_000 });
+    assert.deepEqual(l.limits, { headerSize: 16_384, bodySize: null, headerTimeout: 10_000, requestTimeout: 300_000, maxConcurrentStreams: 100 });
     assert.equal(l.underscoreHeaders, 'drop');
     assert.equal(l.routes.length, 1);
     const r = l.routes[0]!;

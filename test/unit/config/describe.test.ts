@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { describeConfig } from '../../../src/config/describe.ts';
+import { loadConfigText } from '../../../src/config/load.ts';
+import { CertFactory, opensslMissing } from '../../helpers/certs.ts';
 import { config, yaml } from './helpers.ts';
 
 const text = yaml`
@@ -87,5 +89,37 @@ describe('describeConfig (what validate prints)', () => {
 
   it('is stable: the same config prints the same text', () => {
     assert.equal(describeConfig(config(text, { TOKEN: 'tok-secret-123' })), out);
+  });
+});
+
+describe('describeConfig: TLS to upstreams', () => {
+  it('names the CA, the client certificate files, the servername and the minimum version, never their contents', () => {
+    if (opensslMissing() !== null) return;
+    const certs = new CertFactory();
+    try {
+      const ca = certs.ca('describe-ca');
+      const client = certs.leaf('describe-client', ca);
+      const r = loadConfigText(
+        `version: 1
+listeners: [{ name: l, address: 127.0.0.1:0, upstream: ledger }]
+upstreams:
+  ledger:
+    url: https://ledger.internal:8443
+    tls: { ca: ${ca.certFile}, cert: ${client.certFile}, key: ${client.keyFile}, servername: ledger.internal, minVersion: TLSv1.3 }
+`,
+        `${certs.dir}/breakwater.yaml`,
+        {},
+      );
+      assert.ok(r.ok, r.ok ? '' : r.errors.join('\n'));
+      if (!r.ok) return;
+      const text = describeConfig(r.config);
+      assert.match(text, new RegExp(`CA ${ca.certFile.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}`));
+      assert.match(text, /client certificate .*describe-client/);
+      assert.match(text, /servername ledger\.internal/);
+      assert.match(text, /min TLSv1\.3/);
+      assert.doesNotMatch(text, /BEGIN/);
+    } finally {
+      certs.close();
+    }
   });
 });

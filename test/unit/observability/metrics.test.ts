@@ -67,6 +67,7 @@ describe('Metrics (SPEC §8)', () => {
       connect_tunnel_bytes_total: ['counter', ['route', 'upstream', 'direction']],
       connect_tunnels_active: ['gauge', ['upstream']],
       tls_reloads_total: ['counter', ['upstream', 'result']],
+      grpc_responses_total: ['counter', ['route', 'upstream', 'grpc_status']],
     };
     assert.deepEqual(
       Object.fromEntries(CATALOGUE.map((s) => [s.name, [s.type, [...s.labels]]])),
@@ -304,7 +305,7 @@ describe('Metrics (SPEC §8)', () => {
     // Every label is a config name (listener, route, upstream), a bounded
     // vocabulary, or the config hash: nothing taken from a request but its
     // method (normalised) and the status breakwater answered with.
-    const allowed = new Set(['listener', 'route', 'upstream', 'method', 'code', 'code_class', 'result', 'reason', 'state', 'from', 'to', 'kind', 'hash', 'direction']);
+    const allowed = new Set(['listener', 'route', 'upstream', 'method', 'code', 'code_class', 'result', 'reason', 'state', 'from', 'to', 'kind', 'hash', 'direction', 'grpc_status']);
     for (const s of CATALOGUE) for (const l of s.labels) assert.ok(allowed.has(l), `${s.name} has label ${l}`);
     const forbidden = /path|url|uri|query|header|host|client|addr|ip|user|agent|endpoint/i;
     for (const s of CATALOGUE) for (const l of s.labels) assert.doesNotMatch(l, forbidden, `${s.name}{${l}}`);

@@ -14,6 +14,7 @@ function failOn(kinds: ('timeout' | 'connect-failure' | 'reset')[], statuses: nu
     reset: kinds.includes('reset'),
     timeout: kinds.includes('timeout'),
     statuses: new Set(statuses),
+    grpc: 0,
     source: [...kinds, ...statuses],
   };
 }

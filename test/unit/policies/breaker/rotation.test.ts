@@ -16,7 +16,7 @@ function config(over: Partial<CircuitBreakerConfig> = {}): CircuitBreakerConfig 
     openDuration: 30_000,
     halfOpenRequests: 1,
     successThreshold: 1,
-    failOn: { connectFailure: true, reset: true, timeout: true, statuses: new Set([500, 502, 503, 504]), source: [] },
+    failOn: { connectFailure: true, reset: true, timeout: true, statuses: new Set([500, 502, 503, 504]), grpc: 0, source: [] },
     mode: 'enforce',
     ...over,
   };
