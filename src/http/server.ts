@@ -30,11 +30,12 @@ import type { ListenerAddress, ListenerConfig } from '../config/types.ts';
 import type { ErrorCode } from '../errors.ts';
 import { Exchange } from '../pipeline/exchange.ts';
 import { onClientError } from './client-error.ts';
-import { connectAuthority, type ConnectTunnels } from './connect-tunnel.ts';
+import type { ConnectTunnels } from './connect-tunnel.ts';
 import { kActive, kAuthority, kClosing, kWaiting, type EdgeSocket } from './edge-socket.ts';
 import { H2Sessions, h2Head, sniffPreface } from './h2-edge.ts';
-import { connectHost80, hasRequestBody, hasUnderscoreHeader, headSize, isWebSocketUpgrade, malformedHead, parseTarget, requestIdOf } from './request-head.ts';
-import { renderFailure, writeRawError } from './respond.ts';
+import { hasRequestBody, hasUnderscoreHeader, headSize, isWebSocketUpgrade, malformedHead, parseTarget, requestIdOf } from './request-head.ts';
+import { renderFailure } from './respond.ts';
+import { connectRequest, upgradeRequest, type Takeover } from './takeover.ts';
 import type { Router } from './router.ts';
 import { BindError } from './bind-error.ts';
 
@@ -83,6 +84,12 @@ export class ListenerServer {
   /** node's own HTTP/1.1 connection handler, reached once a connection is known not to be HTTP/2. */
   readonly #http1: (socket: Socket) => void;
   readonly #h2: H2Sessions;
+  /** What the Upgrade and CONNECT handlers (http/takeover.ts) read of this listener. */
+  readonly #takeover: Takeover = {
+    routes: () => this.#current,
+    draining: () => this.draining,
+    http1: (socket) => this.#http1(socket),
+  };
 
   constructor(runtime: ListenerRoutes) {
     this.current = runtime;
@@ -128,10 +135,10 @@ export class ListenerServer {
     // CONNECT and Upgrade take the socket away from HTTP: each waits until
     // the answers to the requests before it on the connection are out.
     this.server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
-      this.#afterPending(socket as EdgeSocket, () => this.#connect(req, socket as EdgeSocket, head));
+      this.#afterPending(socket as EdgeSocket, () => connectRequest(this.#takeover, req, socket as EdgeSocket, head));
     });
     this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
-      this.#afterPending(socket as EdgeSocket, () => this.#upgrade(req, socket as EdgeSocket, head));
+      this.#afterPending(socket as EdgeSocket, () => upgradeRequest(this.#takeover, req, socket as EdgeSocket, head));
     });
   }
 
@@ -155,54 +162,6 @@ export class ListenerServer {
     this.#sockets.delete(socket);
     this.#h2.accept(socket);
   };
-
-  #upgrade(req: IncomingMessage, socket: EdgeSocket, head: Buffer): void {
-    const rid = requestIdOf(req);
-    if (this.draining) return writeRawError(socket, 'draining', rid);
-    const config = this.#current.config;
-    const t = malformedHead(req) || socket[kAuthority] !== undefined ? null : parseTarget(req);
-    if (t === null) return writeRawError(socket, 'bad_request', rid);
-    if (headSize(req) > config.limits.headerSize) return writeRawError(socket, 'header_too_large', rid);
-    // A body on an Upgrade request would be read as tunnel data by one side
-    // and as a request body by the other: a desync. Refused.
-    if (hasRequestBody(req)) return writeRawError(socket, 'bad_request', rid);
-    if (config.underscoreHeaders === 'reject' && hasUnderscoreHeader(req)) return writeRawError(socket, 'bad_request', rid);
-    const q = t.target.indexOf('?');
-    const route = this.#current.router.match(t.host, q < 0 ? t.target : t.target.slice(0, q), req.method ?? 'GET', req);
-    if (route === null) return writeRawError(socket, 'no_route', rid);
-    route.value.upgrade(req, socket, head, rid);
-  }
-
-  /**
-   * CONNECT (SPEC §10.3). `CONNECT host:80` where a route of this listener
-   * matches `host` opens a tunnel in which breakwater itself serves HTTP/1.1:
-   * every request inside is routed and handled like an absolute-form request
-   * for that host (Node's fetch with NODE_USE_ENV_PROXY=1 and undici's
-   * ProxyAgent reach http:// URLs so). `CONNECT host:PORT` for another port
-   * is a byte tunnel (http/connect-tunnel.ts) where a route with
-   * allowConnect matches `host` and `host:PORT` is one of its upstream's
-   * endpoints. Anything else is 405, nothing dialled.
-   */
-  #connect(req: IncomingMessage, socket: EdgeSocket, head: Buffer): void {
-    const rid = requestIdOf(req);
-    if (this.draining) return writeRawError(socket, 'draining', rid);
-    const a = socket[kAuthority] === undefined && !malformedHead(req) ? connectAuthority(req.url ?? '') : null;
-    if (a !== null && a.port !== 80) {
-      const route = this.#current.router.findByHost(a.host, (r) => r.connect?.accepts(a.host, a.port) === true);
-      if (route === null) return writeRawError(socket, 'method_not_allowed', rid);
-      return route.connect!.open(socket, head, a.host, a.port, rid);
-    }
-    const host = a === null ? null : connectHost80(req.url ?? '');
-    if (host === null || !this.#current.router.hasHost(host)) return writeRawError(socket, 'method_not_allowed', rid);
-    socket.setTimeout(0);
-    socket[kAuthority] = host;
-    socket[kActive] = null;
-    socket[kWaiting] = null;
-    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-    if (head.length > 0) socket.unshift(head);
-    // The same server parses the tunnel's bytes as a new HTTP/1.1 connection.
-    this.#http1(socket);
-  }
 
   /** Run `fn` once the answers to every earlier request on this connection are out. */
   #afterPending(socket: EdgeSocket, fn: () => void): void {
