@@ -9,7 +9,7 @@
  * `bodySize` is enforced on both paths.
  */
 import type { IncomingMessage } from 'node:http';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import type { Exchange, RequestBody } from '../pipeline/exchange.ts';
 
 export class BodyTooLargeError extends Error {
@@ -56,11 +56,61 @@ export function readBody(ex: Exchange, bufferLimit: number, bodySize: number | n
     const cleanup = (): void => {
       if (timer !== null) clearTimeout(timer);
       timer = null;
+      if (streamCheck !== null) clearTimeout(streamCheck);
+      streamCheck = null;
       req.off('data', onData);
       req.off('end', onEnd);
       req.off('error', onEnd);
       req.off('close', onEnd);
     };
+    const stream = (flag: string): void => {
+      cleanup();
+      req.pause();
+      ex.flag(flag);
+      ex.bytesIn = size;
+      resolve(Readable.from(streamRest(ex, chunks, req, limit), { objectMode: false }));
+    };
+    // The gRPC streaming switch happens from a timer, between 'data' events:
+    // the request keeps flowing into a pass-through instead of being paused
+    // and iterated (node's HTTP/2 compatibility request is not resumed by an
+    // async iterator after pause()), with backpressure through pause/resume.
+    const relay = (): void => {
+      if (timer !== null) clearTimeout(timer);
+      timer = null;
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onEnd);
+      req.off('close', onEnd);
+      ex.flag('retry_streaming');
+      ex.bytesIn = size;
+      const out = new PassThrough();
+      for (const c of chunks) out.write(c);
+      req.on('data', (chunk: Buffer) => {
+        ex.bytesIn += chunk.length;
+        if (ex.bytesIn > limit) {
+          ex.bodyTooLarge = true;
+          out.destroy(new BodyTooLargeError());
+          return;
+        }
+        if (!out.write(chunk)) {
+          req.pause();
+          out.once('drain', () => req.resume());
+        }
+      });
+      req.once('end', () => out.end());
+      req.once('error', (err: Error) => out.destroy(err));
+      // A client that goes away mid-call ends the upstream's request body too.
+      req.once('close', () => {
+        if (!req.complete) out.destroy(new Error('client went away'));
+      });
+      resolve(out);
+    };
+    // A gRPC client or bidi stream may send one message and wait for an
+    // answer before it sends more (or ends): waiting for the end to keep a
+    // replayable copy would stall it. Once a whole message is in and the end
+    // has not followed within a moment, the call streams through and is not
+    // retried (SPEC §10.2: no retry once a message went past the replay buffer).
+    let streamCheck: NodeJS.Timeout | null = null;
     const onData = (chunk: Buffer): void => {
       arm();
       size += chunk.length;
@@ -71,12 +121,9 @@ export function readBody(ex: Exchange, bufferLimit: number, bodySize: number | n
         return;
       }
       chunks.push(chunk);
-      if (size > bufferLimit) {
-        cleanup();
-        req.pause();
-        ex.flag('retry_body_too_large');
-        ex.bytesIn = size;
-        resolve(Readable.from(streamRest(ex, chunks, req, limit), { objectMode: false }));
+      if (size > bufferLimit) return stream('retry_body_too_large');
+      if (ex.grpc && streamCheck === null && holdsGrpcMessage(chunks, size)) {
+        streamCheck = setTimeout(relay, GRPC_END_GRACE_MS);
       }
     };
     const onEnd = (): void => {
@@ -90,6 +137,16 @@ export function readBody(ex: Exchange, bufferLimit: number, bodySize: number | n
     req.on('error', onEnd);
     req.on('close', onEnd);
   });
+}
+
+/** How long a gRPC request's end may lag its first whole message and the call still count as unary. */
+const GRPC_END_GRACE_MS = 10;
+
+/** Do the buffered bytes hold at least one whole gRPC message (1-byte flag, 4-byte length, payload)? */
+function holdsGrpcMessage(chunks: readonly Buffer[], size: number): boolean {
+  if (size < 5) return false;
+  const head = chunks[0]!.length >= 5 ? chunks[0]! : Buffer.concat(chunks as Buffer[], size);
+  return size >= 5 + head.readUInt32BE(1);
 }
 
 async function* streamRest(ex: Exchange, head: Buffer[], req: IncomingMessage, limit: number): AsyncGenerator<Buffer> {
