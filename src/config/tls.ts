@@ -12,7 +12,6 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { RawConfig, RawTls } from './schema.ts';
 import type { TlsConfig } from './types.ts';
-import type { Report } from './validate.ts';
 import { childPath } from './yaml-nodes.ts';
 
 /** The PEM bytes of an upstream's TLS files, checked: every certificate parses, the key is the certificate's. */
@@ -116,7 +115,7 @@ export function compileTls(t: RawTls | undefined, baseDir: string): TlsConfig | 
  * has an https:// endpoint to apply to, and the files are readable and
  * consistent (the only check of the config library that reads other files).
  */
-export function validateTls(raw: RawConfig, baseDir: string, report: Report): void {
+export function validateTls(raw: RawConfig, baseDir: string, report: (path: string, message: string) => void): void {
   for (const [name, u] of raw.upstreams ?? []) {
     const t = u?.tls;
     if (u === undefined || t === undefined) continue;

@@ -30,40 +30,17 @@ import type { ListenerAddress, ListenerConfig } from '../config/types.ts';
 import type { ErrorCode } from '../errors.ts';
 import { Exchange } from '../pipeline/exchange.ts';
 import { onClientError } from './client-error.ts';
-import type { ConnectTunnels } from './connect-tunnel.ts';
 import { kActive, kAuthority, kClosing, kWaiting, type EdgeSocket } from './edge-socket.ts';
 import { H2Sessions, h2Head, sniffPreface } from './h2-edge.ts';
 import { hasRequestBody, hasUnderscoreHeader, headSize, isWebSocketUpgrade, malformedHead, parseTarget, requestIdOf } from './request-head.ts';
 import { renderFailure } from './respond.ts';
+import type { ListenerRoutes } from './listener-routes.ts';
 import { connectRequest, upgradeRequest, type Takeover } from './takeover.ts';
-import type { Router } from './router.ts';
 import { BindError } from './bind-error.ts';
 
 export { BindError };
 
-/** A route's entry point, as the edge sees it. */
-export interface RouteEntry {
-  handle(ex: Exchange): void;
-  /** WebSocket/Upgrade requests (http/upgrade.ts). */
-  upgrade(req: IncomingMessage, socket: Socket, head: Buffer, requestId: string): void;
-  /** `CONNECT host:PORT` byte tunnels (http/connect-tunnel.ts); null unless the route has allowConnect. */
-  readonly connect: ConnectTunnels | null;
-}
-
-/** What the edge calls when an exchange is over: metrics and the access log. */
-export interface ExchangeObserver {
-  started(ex: Exchange): void;
-  finished(ex: Exchange): void;
-  /** The request matched no route. */
-  unrouted(ex: Exchange): void;
-}
-
-/** Everything a listener needs from one config load. Swapped whole on reload. */
-export interface ListenerRoutes {
-  readonly config: ListenerConfig;
-  readonly router: Router<RouteEntry>;
-  readonly observer: ExchangeObserver;
-}
+export type { ExchangeObserver, ListenerRoutes, RouteEntry } from './listener-routes.ts';
 
 const kEx = Symbol('breakwater.exchange');
 type TrackedResponse = ServerResponse & { [kEx]?: Exchange; _last?: boolean };

@@ -10,7 +10,7 @@ import { connectAuthority } from './connect-tunnel.ts';
 import { kActive, kAuthority, kWaiting, type EdgeSocket } from './edge-socket.ts';
 import { connectHost80, hasRequestBody, hasUnderscoreHeader, headSize, malformedHead, parseTarget, requestIdOf } from './request-head.ts';
 import { writeRawError } from './respond.ts';
-import type { ListenerRoutes } from './server.ts';
+import type { ListenerRoutes } from './listener-routes.ts';
 
 /** What these handlers read of their listener. */
 export interface Takeover {
