@@ -230,7 +230,7 @@ class Builder {
       perTry: policy.timeout.perTry,
       idle: policy.timeout.idle,
       preserveHost: u.preserveHost,
-      observe: attemptObserver(um),
+      observe: attemptObserver(um, breaker !== null),
     };
     const handler = upstreamStack({
       metrics: rm,
@@ -276,7 +276,7 @@ function sameBudget(a: PolicySet['retry']['budget'], b: PolicySet['retry']['budg
 }
 
 /** The classifier's consumers for one upstream: tries[], attempt metrics, the breaker (through the exchange's permit). */
-function attemptObserver(um: UpstreamMetrics): AttemptParams['observe'] {
+function attemptObserver(um: UpstreamMetrics, hasBreaker: boolean): AttemptParams['observe'] {
   return (ex, kind, status, ms, endpoint, grpc) => {
     const rounded = Math.round(ms * 1000) / 1000;
     if (ex.grpc) {
@@ -288,7 +288,8 @@ function attemptObserver(um: UpstreamMetrics): AttemptParams['observe'] {
     ex.upstreamMs = ms;
     um.attempt(kind, ms / 1000);
     // An attempt aborted because the client's body went over the limit says nothing about the upstream.
-    if (ex.breaker !== null && !ex.bodyTooLarge) ex.breaker = ex.breaker.record(kind, status, grpc);
+    // Only an upstream with a breaker records, and only through the permit its own admission gave.
+    if (hasBreaker && ex.breaker !== null && !ex.bodyTooLarge) ex.breaker = ex.breaker.record(kind, status, grpc);
   };
 }
 

@@ -16,6 +16,9 @@ export function breakerLayer(guard: BreakerGuard, onReject: () => void): Layer {
         return Promise.resolve(p);
       }
       if (p.observed !== null) ex.flag(p.observed);
+      // A fallback upstream's breaker replaces the primary's permit: an
+      // unused half-open probe of the primary gives its slot back first.
+      ex.breaker?.release();
       ex.breaker = p;
       return next(ex);
     };

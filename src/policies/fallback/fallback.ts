@@ -58,6 +58,11 @@ export function fallbackLayer(p: FallbackParams): Layer {
         ex.flag(`fallback_upstream:${upstreamName}`);
         ex.fallback = 'upstream';
         onFallback('upstream');
+        // The primary's breaker permit ends here: attempts of the fallback
+        // upstream are that upstream's to record (under its own breaker, if
+        // it has one), and an unused half-open probe gives its slot back.
+        ex.breaker?.release();
+        ex.breaker = null;
         const second = await upstream(ex);
         // A fallback upstream that failed too ends in its static response, if any.
         if (staticReply !== null && !ex.clientAborted && fires(config.on, second)) {
