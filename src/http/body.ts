@@ -75,17 +75,15 @@ export function readBody(ex: Exchange, bufferLimit: number, bodySize: number | n
     // and iterated (node's HTTP/2 compatibility request is not resumed by an
     // async iterator after pause()), with backpressure through pause/resume.
     const relay = (): void => {
-      if (timer !== null) clearTimeout(timer);
-      timer = null;
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('error', onEnd);
-      req.off('close', onEnd);
+      cleanup();
       ex.flag('retry_streaming');
       ex.bytesIn = size;
       const out = new PassThrough();
       for (const c of chunks) out.write(c);
+      // Once the upstream side is gone (request over or aborted), the rest is read and dropped.
+      out.once('close', () => req.resume());
       req.on('data', (chunk: Buffer) => {
+        if (out.destroyed) return;
         ex.bytesIn += chunk.length;
         if (ex.bytesIn > limit) {
           ex.bodyTooLarge = true;
@@ -145,7 +143,7 @@ const GRPC_END_GRACE_MS = 10;
 /** Do the buffered bytes hold at least one whole gRPC message (1-byte flag, 4-byte length, payload)? */
 function holdsGrpcMessage(chunks: readonly Buffer[], size: number): boolean {
   if (size < 5) return false;
-  const head = chunks[0]!.length >= 5 ? chunks[0]! : Buffer.concat(chunks as Buffer[], size);
+  const head = chunks[0]!.length >= 5 ? chunks[0]! : Buffer.concat(chunks as Buffer[], 5); // only the 5-byte prefix is read
   return size >= 5 + head.readUInt32BE(1);
 }
 

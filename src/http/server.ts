@@ -202,6 +202,10 @@ export class ListenerServer {
     // HTTP/2 sessions whose streams are all done have closed after their
     // GOAWAY; streams still open past the timeout are cut with their session.
     if (this.inflight > 0) this.#h2.destroy();
+    // http.Server#close, now that every connection is ending: the only way to
+    // stop node's connections-checking interval, which would otherwise keep
+    // this listener (and the config it served) alive after a reload removed it.
+    this.server.close();
   }
 
   #onRequest = (req: IncomingMessage, res: ServerResponse): void => {

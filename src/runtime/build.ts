@@ -20,6 +20,7 @@ import type { Exchange } from '../pipeline/exchange.ts';
 import type { Handler } from '../pipeline/handler.ts';
 import { breakerGuard, type BreakerGuard } from '../policies/breaker/permit.ts';
 import type { Bulkhead } from '../policies/bulkhead/bulkhead.ts';
+import type { TokenBucket } from '../policies/rate-limit/token-bucket.ts';
 import { fallbackLayer } from '../policies/fallback/fallback.ts';
 import { attemptHandler, type AttemptParams } from '../upstream/attempt.ts';
 import { Balancer, EndpointPool } from '../upstream/pool.ts';
@@ -147,6 +148,7 @@ class Builder {
     // all routes to an upstream share the upstream's budget.
     const ownBudget = r.policy.retry.budget !== null && !sameBudget(r.policy.retry.budget, u.retry.budget);
     const up = this.#upstream(u, r.policy, rm, ownBudget ? `route:${r.name}` : `upstream:${u.name}`);
+    const routeBucket = r.rateLimit === null ? null : this.#state.bucket(`route:${r.name}`, r.rateLimit);
     const stack = routeStack({
       route: r.name,
       upstream: u.name,
@@ -156,7 +158,7 @@ class Builder {
       bodySize: listener.limits.bodySize,
       underscores: listener.underscoreHeaders === 'allow',
       fallback: this.#fallback(listener.name, r.name, r.policy),
-      rateLimit: r.rateLimit === null ? null : { bucket: this.#state.bucket(`route:${r.name}`, r.rateLimit), mode: r.rateLimit.mode, maxWait: r.rateLimit.maxWait },
+      rateLimit: r.rateLimit === null || routeBucket === null ? null : { bucket: routeBucket, mode: r.rateLimit.mode, maxWait: r.rateLimit.maxWait },
       upstreamStack: up.handler,
     });
     const upgrade = upgradeHandler({
@@ -176,8 +178,8 @@ class Builder {
       route: r,
       upstream: u,
       guards: {
-        routeRateLimit: r.rateLimit === null ? null : { bucket: this.#state.bucket(`route:${r.name}`, r.rateLimit), observe: r.rateLimit.mode === 'observe' },
-        upstreamRateLimit: u.rateLimit === null ? null : { bucket: this.#state.bucket(`upstream:${u.name}`, u.rateLimit), observe: u.rateLimit.mode === 'observe' },
+        routeRateLimit: r.rateLimit === null || routeBucket === null ? null : { bucket: routeBucket, observe: r.rateLimit.mode === 'observe' },
+        upstreamRateLimit: u.rateLimit === null || up.bucket === null ? null : { bucket: up.bucket, observe: u.rateLimit.mode === 'observe' },
         breaker: up.breaker,
         bulkhead: up.bulkhead,
       },
@@ -223,6 +225,7 @@ class Builder {
     const balancer = new Balancer(pools, u.balance);
     const breaker = u.circuitBreaker === null ? null : breakerGuard(state.breaker(u.name, u.circuitBreaker));
     const bulkhead = u.bulkhead === null ? null : state.bulkhead(u.name, u.bulkhead);
+    const bucket = u.rateLimit === null ? null : state.bucket(`upstream:${u.name}`, u.rateLimit);
     const budget = policy.retry.budget === null || policy.retry.maxRetries === 0 ? null : state.budget(budgetKey, policy.retry.budget);
     const params: AttemptParams = {
       upstream: u.name,
@@ -237,14 +240,14 @@ class Builder {
       upstreamMetrics: um,
       rewrite: u.requestHeaders,
       keepTe: u.protocol !== 'http1',
-      rateLimit: u.rateLimit === null ? null : { bucket: state.bucket(`upstream:${u.name}`, u.rateLimit), mode: u.rateLimit.mode, maxWait: u.rateLimit.maxWait },
+      rateLimit: u.rateLimit === null || bucket === null ? null : { bucket, mode: u.rateLimit.mode, maxWait: u.rateLimit.maxWait },
       breaker,
       bulkhead,
       retry: policy.retry,
       budget,
       attempt: attemptHandler(params),
     });
-    return { handler, balancer, breaker, bulkhead, metrics: um };
+    return { handler, balancer, breaker, bulkhead, bucket, metrics: um };
   }
 }
 
@@ -268,6 +271,7 @@ interface UpstreamStack {
   readonly balancer: Balancer;
   readonly breaker: BreakerGuard | null;
   readonly bulkhead: Bulkhead | null;
+  readonly bucket: TokenBucket | null;
   readonly metrics: UpstreamMetrics;
 }
 

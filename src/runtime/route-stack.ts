@@ -175,6 +175,7 @@ function forwardStep(prefix: string | null, underscores: boolean): Layer {
 
 /** `te` lists `trailers` (`te: trailers`, `te: trailers, deflate;q=0.5`...). */
 function acceptsTrailers(te: string | string[]): boolean {
+  if (te === 'trailers') return true; // what every gRPC client sends
   for (const part of (typeof te === 'string' ? te : te.join(',')).split(',')) {
     const semi = part.indexOf(';');
     if ((semi < 0 ? part : part.slice(0, semi)).trim().toLowerCase() === 'trailers') return true;
@@ -224,7 +225,8 @@ function bodyStep(bufferLimit: number, bodySize: number | null, idle: number): L
 function rewriteStep(rw: HeaderRewrite, keepTe: boolean): Layer {
   // The rewrite's remove set includes the names it sets (set replaces).
   const removeSet: ReadonlySet<string> = new Set([...rw.remove, ...rw.set.map(([n]) => n)]);
-  if (!keepTe) {
+  // Whether `te: trailers` may pass is known now, not per request.
+  if (!keepTe || removeSet.has('te')) {
     return (next) => (ex: Exchange) => {
       applyRewrite(ex, rw, removeSet);
       return next(ex);
@@ -233,7 +235,7 @@ function rewriteStep(rw: HeaderRewrite, keepTe: boolean): Layer {
   return (next) => (ex: Exchange) => {
     applyRewrite(ex, rw, removeSet);
     const te = ex.req.headers.te;
-    if (te !== undefined && acceptsTrailers(te) && !removeSet.has('te')) keepTeTrailers(ex);
+    if (te !== undefined && acceptsTrailers(te)) keepTeTrailers(ex);
     return next(ex);
   };
 }

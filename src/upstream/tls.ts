@@ -142,7 +142,17 @@ export class TlsSource {
   #watch(): void {
     if (this.#refs === 0) return;
     const files = new Set([this.config.ca, this.config.cert, this.config.key].filter((f) => f !== null));
-    this.#watchers = [...files].map((f) => watchConfig(f, () => this.reload(), this.#watchOptions));
+    // One Secret update touches ca, cert and key at once: their watchers share one reload.
+    let queued = false;
+    const kick = (): void => {
+      if (queued) return;
+      queued = true;
+      setImmediate(() => {
+        queued = false;
+        if (this.#watchers !== null) this.reload(); // not after the last pool closed
+      });
+    };
+    this.#watchers = [...files].map((f) => watchConfig(f, kick, this.#watchOptions));
     // The files may have changed between the build and this first connection.
     this.reload();
   }
