@@ -71,9 +71,8 @@ export function renderFailure(ex: Exchange, code: ErrorCode, retryAfterMs: numbe
     'content-length': ex.bytesOut,
     ...extraHeaders,
   };
-  if (retryAfterMs > 0 || code === 'rate_limited' || code === 'circuit_open') {
-    headers['retry-after'] = String(Math.max(1, Math.ceil(retryAfterMs / 1000)));
-  }
+  const ra = retryAfter(code, retryAfterMs);
+  if (ra !== null) headers['retry-after'] = ra;
   if (ex.fallback !== null) headers['x-breakwater-fallback'] = ex.fallback;
   const res: ServerResponse = ex.res;
   res.writeHead(spec.status, headers);
@@ -118,9 +117,8 @@ function renderGrpcFailure(ex: Exchange, code: ErrorCode, retryAfterMs: number, 
   res.setHeader('grpc-message', GRPC_MESSAGES[code]);
   res.setHeader('x-breakwater-error', code);
   res.setHeader('x-request-id', ex.requestId);
-  if (retryAfterMs > 0 || code === 'rate_limited' || code === 'circuit_open') {
-    res.setHeader('retry-after', String(Math.max(1, Math.ceil(retryAfterMs / 1000))));
-  }
+  const ra = retryAfter(code, retryAfterMs);
+  if (ra !== null) res.setHeader('retry-after', ra);
   if (ex.fallback !== null) res.setHeader('x-breakwater-fallback', ex.fallback);
   if (extraHeaders !== undefined) for (const name in extraHeaders) res.setHeader(name, extraHeaders[name]!);
   res.end();
@@ -153,16 +151,22 @@ export function writeRawError(socket: Socket, code: ErrorCode, requestId: string
   const spec = ERRORS[code];
   const body = errorBody(code, at?.upstream ?? null, at?.route ?? null, requestId);
   const retryAfterMs = at?.retryAfterMs ?? 0;
-  const retryAfter = retryAfterMs > 0 || code === 'rate_limited' || code === 'circuit_open' ? `retry-after: ${Math.max(1, Math.ceil(retryAfterMs / 1000))}\r\n` : '';
+  const ra = retryAfter(code, retryAfterMs);
+  const retryAfterLine = ra === null ? '' : `retry-after: ${ra}\r\n`;
   socket.end(
     `HTTP/1.1 ${spec.status} ${REASON[spec.status] ?? 'Error'}\r\n` +
       'content-type: application/json\r\n' +
       `x-breakwater-error: ${code}\r\n` +
       `x-request-id: ${requestId}\r\n` +
-      retryAfter +
+      retryAfterLine +
       `content-length: ${Buffer.byteLength(body)}\r\n` +
       'connection: close\r\n\r\n' +
       body,
   );
   socket.destroySoon?.();
+}
+
+/** Retry-After in whole seconds, rounded up (SPEC §4.5, §4.7): always for rate_limited and circuit_open, else when a wait is known. */
+function retryAfter(code: ErrorCode, ms: number): string | null {
+  return ms > 0 || code === 'rate_limited' || code === 'circuit_open' ? String(Math.max(1, Math.ceil(ms / 1000))) : null;
 }

@@ -45,16 +45,9 @@ export class Router<R> {
    * aside)? What `CONNECT host:80` needs to open a tunnel (SPEC §10.3).
    */
   hasHost(host: string): boolean {
-    const candidates = this.#byHost.get(host) ?? this.#other;
-    for (let i = 0; i < candidates.length; i++) if (hostMatches(candidates[i]!.config.match, host)) return true;
-    return false;
+    return this.findByHost(host, accept) !== null;
   }
 
-  /**
-   * The first route whose host condition accepts `host` (path, method and
-   * headers aside) and whose value `accept` takes: how a `CONNECT host:PORT`
-   * byte tunnel finds its route (SPEC §10.3).
-   */
   findByHost(host: string, accept: (value: R) => boolean): R | null {
     const candidates = this.#byHost.get(host) ?? this.#other;
     for (let i = 0; i < candidates.length; i++) {
@@ -108,4 +101,8 @@ export function stripPrefix(target: string, prefix: string): string {
   const rest = target.slice(prefix.length);
   if (rest === '' || rest[0] === '?') return '/' + rest;
   return rest[0] === '/' ? rest : '/' + rest;
+}
+
+function accept(): boolean {
+  return true;
 }

@@ -22,10 +22,9 @@ import type { Socket } from 'node:net';
 import type httpProxy from 'http-proxy';
 import type { OutcomeKind, RouteConfig, UpstreamConfig } from '../config/types.ts';
 import type { Logger } from '../observability/logger.ts';
-import type { BreakerGuard, BreakerPermit } from '../policies/breaker/permit.ts';
+import type { BreakerGuard } from '../policies/breaker/permit.ts';
 import type { Bulkhead } from '../policies/bulkhead/bulkhead.ts';
-import type { Permit } from '../policies/permit.ts';
-import { acquireTunnelGuards, type TunnelGuards, type TunnelRefusal } from '../policies/tunnel-guards.ts';
+import { acquireTunnelGuards, releaseTunnelGuards, type TunnelGuards, type TunnelPermits, type TunnelRefusal } from '../policies/tunnel-guards.ts';
 import { connectionListed, isHopByHop } from './hop-by-hop.ts';
 import { classifyError, classifyStatus, errorCodeFor } from '../pipeline/classify.ts';
 import type { Balancer } from '../upstream/pool.ts';
@@ -74,21 +73,20 @@ class Tunnel {
   readonly #endpoint: string;
   readonly #started = performance.now();
   readonly #flags: string[];
-  #breaker: BreakerPermit | null;
-  #slot: Permit | null;
+  /** The guards' permits, held until the tunnel closes. */
+  readonly #permits: TunnelPermits;
   #timer: NodeJS.Timeout | null = null;
   #settled = false;
   #kind: OutcomeKind | 'pending' = 'pending';
   #status = 0;
 
-  constructor(deps: UpgradeDeps, socket: Socket, requestId: string, path: string, endpoint: string, breaker: BreakerPermit | null, slot: Permit | null, flags: string[]) {
+  constructor(deps: UpgradeDeps, socket: Socket, requestId: string, path: string, endpoint: string, permits: TunnelPermits, flags: string[]) {
     this.#deps = deps;
     this.#socket = socket;
     this.#requestId = requestId;
     this.#path = path;
     this.#endpoint = endpoint;
-    this.#breaker = breaker;
-    this.#slot = slot;
+    this.#permits = permits;
     this.#flags = flags;
     const t = deps.route.policy.timeout;
     this.#timer = setTimeout(() => this.#timeout(), Math.min(t.connect + t.perTry, t.total));
@@ -129,16 +127,14 @@ class Tunnel {
     this.#timer = null;
     this.#deps.onAttempt(kind, (performance.now() - this.#started) / 1000);
     // The handshake is the tunnel's one attempt: recorded once, through the permit.
-    this.#breaker = this.#breaker?.record(kind, status) ?? null;
+    const p = this.#permits;
+    if (p.breaker !== null) p.breaker = p.breaker.record(kind, status);
   }
 
   #closed(): void {
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
-    this.#breaker?.release();
-    this.#breaker = null;
-    this.#slot?.release();
-    this.#slot = null;
+    releaseTunnelGuards(this.#permits);
     const d = this.#deps;
     d.logger?.info(
       {
@@ -175,7 +171,7 @@ export function upgradeHandler(deps: UpgradeDeps): (req: IncomingMessage, socket
     }
     const ep = deps.balancer.pick().endpoint;
     const path = req.url ?? '/';
-    const tunnel = new Tunnel(deps, socket, requestId, path.split('?')[0]!, ep.authority, p.breaker, p.slot, flags);
+    const tunnel = new Tunnel(deps, socket, requestId, path.split('?')[0]!, ep.authority, p, flags);
     (req as TunnelRequest)[kTunnel] = tunnel;
     if (deps.route.stripPrefix && deps.route.match.pathPrefix !== null) req.url = stripPrefix(path, deps.route.match.pathPrefix);
     upgradeHeaders(req, deps, requestId);
