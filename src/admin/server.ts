@@ -10,6 +10,8 @@ import { BindError } from '../http/server.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics/index.ts';
 import type { StateRegistry } from '../runtime/state.ts';
+import type { DeadLetters } from '../dead-letter/hub.ts';
+import { deadLetterAdmin } from './dead-letters.ts';
 
 /**
  * What the admin API reads and drives: the running proxy (runtime/proxy.ts),
@@ -25,6 +27,8 @@ export interface AdminTarget {
   readonly logger: Logger;
   readonly ready: boolean;
   readonly draining: boolean;
+  /** The dead-letter spools (SPEC §11.1, admin/dead-letters.ts). */
+  readonly deadLetters: DeadLetters;
   reload(trigger: string): Promise<{ readonly result: 'success' | 'failure' | 'unchanged'; readonly hash: string; readonly errors: readonly string[] }>;
 }
 
@@ -72,8 +76,9 @@ export class AdminServer {
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const p = this.#proxy;
-    const url = (req.url ?? '/').split('?')[0]!;
+    const [url = '/', query = ''] = (req.url ?? '/').split('?', 2);
     const method = req.method ?? 'GET';
+    if (await deadLetterAdmin(p.deadLetters, req, res, url, new URLSearchParams(query))) return;
     if (method === 'GET' || method === 'HEAD') {
       switch (url) {
         case '/healthz':

@@ -14,6 +14,7 @@ import {
   ConditionCache,
   compileBreaker,
   compileBulkhead,
+  compileDeadLetter,
   compileFallback,
   compileRateLimit,
   compileRetry,
@@ -78,7 +79,7 @@ export function compile(raw: RawConfig, baseDir: string = process.cwd()): Compil
     if (L.upstream !== undefined) {
       // The shorthand: one catch-all route named like the listener.
       const policy = need(shared.get(L.upstream), `upstream ${L.upstream}`);
-      routes.push({ name, match: MATCH_ALL, upstream: L.upstream, stripPrefix: false, allowConnect: false, policy, rateLimit: null });
+      routes.push({ name, match: MATCH_ALL, upstream: L.upstream, stripPrefix: false, allowConnect: false, policy, rateLimit: null, deadLetter: null });
     } else {
       need(L.routes, 'routes').forEach((r, j) => {
         const path = `listeners[${i}].routes[${j}]`;
@@ -178,5 +179,6 @@ function compileRoute(
     policy,
     // The route's own bucket: not merged with the upstream's, which is a bucket of its own.
     rateLimit: compileRateLimit([layer(`${path}.rateLimit`, r.rateLimit)]),
+    deadLetter: compileDeadLetter([layer(`${path}.deadLetter`, r.deadLetter)]),
   };
 }

@@ -7,6 +7,7 @@ import { grpcCodeOf } from '../pipeline/grpc.ts';
 import { FrozenSet } from './freeze.ts';
 import { mergeBlocks, withBuiltIns, type Layer } from './merge.ts';
 import {
+  deadLetterSchema,
   bulkheadSchema,
   circuitBreakerSchema,
   fallbackSchema,
@@ -14,6 +15,7 @@ import {
   retrySchema,
   timeoutSchema,
   type RawBulkhead,
+  type RawDeadLetter,
   type RawCircuitBreaker,
   type RawFallback,
   type RawRateLimit,
@@ -24,6 +26,8 @@ import type {
   BulkheadConfig,
   CircuitBreakerConfig,
   ConditionSet,
+  DeadLetterConfig,
+  DeadLetterTrigger,
   FallbackConfig,
   FallbackTrigger,
   RateLimitConfig,
@@ -136,6 +140,26 @@ export function compileFallback(layers: readonly Layer<RawFallback>[]): Fallback
             body: need(res.body, 'response.body'),
           },
     on: new FrozenSet<FallbackTrigger>(defined(f.on)),
+  };
+}
+
+/** A route's `deadLetter` block (route-only: a spool is the route's, its bounds are per route). */
+export function compileDeadLetter(layers: readonly Layer<RawDeadLetter>[]): DeadLetterConfig | null {
+  const merged = mergeBlocks(deadLetterSchema, layers);
+  if (merged === undefined) return null;
+  const d = withBuiltIns(deadLetterSchema, merged);
+  const on = defined(d.on);
+  const replay = need(d.replay, 'deadLetter.replay');
+  return {
+    path: need(d.path, 'deadLetter.path'),
+    maxEntries: need(d.maxEntries, 'deadLetter.maxEntries'),
+    maxBytes: need(d.maxBytes, 'deadLetter.maxBytes'),
+    maxAge: need(d.maxAge, 'deadLetter.maxAge'),
+    maxBodySize: need(d.maxBodySize, 'deadLetter.maxBodySize'),
+    respond: need(d.respond, 'deadLetter.respond'),
+    on: new FrozenSet(on.filter((c): c is DeadLetterTrigger => typeof c === 'string')),
+    statuses: new FrozenSet(on.filter((c): c is number => typeof c === 'number')),
+    replay: { auto: need(replay.auto, 'deadLetter.replay.auto'), rate: need(replay.rate, 'deadLetter.replay.rate') },
   };
 }
 

@@ -243,6 +243,32 @@ export const fallbackSchema = object(
   { ref: 'fallback', offUnlessPresent: true, description: 'Fallback: another upstream and/or a static response. Off unless present; needs upstream or response once merged.' },
 );
 
+export const DEAD_LETTER_TRIGGERS = ['retries-exhausted', 'circuit-open', 'bulkhead-full', 'rate-limited', 'timeout', 'connect-failure', 'reset', '5xx'] as const;
+export const BUILTIN_DEAD_LETTER_ON = ['retries-exhausted', 'circuit-open', 'bulkhead-full', 'rate-limited', 'timeout', 'connect-failure'] as const;
+
+export const deadLetterSchema = object(
+  {
+    path: string({ minLength: 1, singleLine: true, expected: 'a file path' }, { default: 'breakwater-dead-letters.db', description: 'The spool file (SQLite); relative paths are under the working directory. Routes naming one path share one spool.' }),
+    maxEntries: integer({ min: 1 }, { default: 10000, description: 'Entries kept for this route; beyond it the oldest are dropped (counted, logged).' }),
+    maxBytes: size({ min: 1 }, { default: '64MiB', description: 'Bytes (bodies and headers) kept for this route; beyond it the oldest are dropped.' }),
+    maxAge: duration({ min: 1 }, { default: '24h', description: 'Entries older than this are dropped.' }),
+    maxBodySize: size({}, { default: '1MiB', description: 'Largest body spooled: a request with a larger body is not spooled (dropped, reason too_large), never stored truncated.' }),
+    respond: oneOf(['error', 'accepted'] as const, { default: 'error', description: 'error: the failure as usual, plus x-breakwater-dead-letter; accepted: 202 with that header and {"deadLetter": ID}.' }),
+    on: list(union([oneOf(DEAD_LETTER_TRIGGERS), statusCode], `one of ${DEAD_LETTER_TRIGGERS.join(', ')}, or a status code from 100 to 599`), {
+      default: [...BUILTIN_DEAD_LETTER_ON],
+      description: 'Failures that are spooled: failure kinds, or upstream status codes (an upstream answer with that status).',
+    }),
+    replay: object(
+      {
+        auto: boolean({ default: false, description: 'Replay automatically when the upstream’s breaker closes (and once at start-up and reload).' }),
+        rate: rate({ default: '10/s', description: 'Replays per period, oldest first.' }),
+      },
+      { description: 'Replay of spooled requests to the route’s upstream.' },
+    ),
+  },
+  { ref: 'deadLetter', offUnlessPresent: true, description: 'Dead-letter spool (SPEC §11.1): failed requests with a body-bearing method are stored durably before the client is answered, and replayed later. Off unless present; {} turns it on with the built-ins.' },
+);
+
 // ---- structure (SPEC §2) -----------------------------------------------------
 
 const ROUTE_BREAKER_MESSAGE =
@@ -273,6 +299,7 @@ export const routeSchema = object(
     retry: retrySchema,
     fallback: fallbackSchema,
     rateLimit: rateLimitSchema,
+    deadLetter: deadLetterSchema,
     circuitBreaker: forbidden(ROUTE_BREAKER_MESSAGE),
     bulkhead: forbidden(ROUTE_BULKHEAD_MESSAGE),
   },
@@ -425,6 +452,7 @@ export type RawRateLimit = TypeOf<typeof rateLimitSchema>;
 export type RawFallback = TypeOf<typeof fallbackSchema>;
 export type RawTls = TypeOf<typeof tlsSchema>;
 export type RawDefaults = TypeOf<typeof defaultsSchema>;
+export type RawDeadLetter = TypeOf<typeof deadLetterSchema>;
 
 /** The published JSON Schema of the format, generated from the declarations above. */
 export function jsonSchema(): object {

@@ -236,6 +236,23 @@ export interface RouteMatch {
   readonly headers: readonly (readonly [string, string])[] | null;
 }
 
+/** What a dead-letter spool takes (SPEC §11.1): failure kinds, or upstream statuses. */
+export type DeadLetterTrigger = 'retries-exhausted' | 'circuit-open' | 'bulkhead-full' | 'rate-limited' | 'timeout' | 'connect-failure' | 'reset' | '5xx';
+
+export interface DeadLetterConfig {
+  /** The spool file as written (relative: under the working directory). */
+  readonly path: string;
+  readonly maxEntries: number;
+  readonly maxBytes: Bytes;
+  readonly maxAge: Millis;
+  readonly maxBodySize: Bytes;
+  readonly respond: 'error' | 'accepted';
+  readonly on: ReadonlySet<DeadLetterTrigger>;
+  /** Upstream statuses listed in `on` (besides `5xx`). */
+  readonly statuses: ReadonlySet<number>;
+  readonly replay: { readonly auto: boolean; readonly rate: Rate };
+}
+
 export interface RouteConfig {
   /** Explicit name, or "<listener>/<index>"; the shorthand route is named like its listener. */
   readonly name: string;
@@ -248,6 +265,8 @@ export interface RouteConfig {
   readonly policy: PolicySet;
   /** Route-level rate limit (a bucket of its own); null when the route sets none. */
   readonly rateLimit: RateLimitConfig | null;
+  /** Dead-letter spool (SPEC §11.1); null: off. */
+  readonly deadLetter: DeadLetterConfig | null;
 }
 
 export interface ListenerAddress {

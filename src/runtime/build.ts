@@ -26,6 +26,9 @@ import { attemptHandler, type AttemptParams } from '../upstream/attempt.ts';
 import { Balancer, EndpointPool } from '../upstream/pool.ts';
 import { TlsSource, type TlsReloadListener } from '../upstream/tls.ts';
 import { Activity } from './activity.ts';
+import { DeadLetters, type ReplayBinding } from '../dead-letter/hub.ts';
+import { deadLetterStep } from '../dead-letter/spool-step.ts';
+import { NEVER_LOGGED } from '../observability/never-logged.ts';
 import { StatePlan } from './plan.ts';
 import { routeStack, upstreamStack, type RouteParts } from './route-stack.ts';
 
@@ -37,6 +40,8 @@ export interface BuildDeps {
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly accessLog: AccessLog | null;
+  /** The running proxy's dead letters; absent (validate), a throwaway one that never opens a file. */
+  readonly deadLetters?: DeadLetters;
 }
 
 /** What one config load serves. */
@@ -74,7 +79,11 @@ export function buildRuntime(config: BreakwaterConfig, deps: BuildDeps): Runtime
     throw err;
   }
   const runtime: Runtime = { config, listeners, claims: state.claims, activity };
-  return { runtime, commit: () => state.commit(), discard: () => state.discard() };
+  const commit = (): void => {
+    state.commit();
+    b.deadLetters.bind(b.replayBindings);
+  };
+  return { runtime, commit, discard: () => state.discard() };
 }
 
 /**
@@ -115,11 +124,44 @@ class Builder {
   readonly #state: StatePlan;
   /** One TLS source per upstream with a `tls` block, shared by the pools of its endpoints (all routes). */
   readonly #tls = new Map<string, TlsSource>();
+  readonly deadLetters: DeadLetters;
+  /** Routes with a dead-letter spool: bound to the hub at commit. */
+  readonly replayBindings: ReplayBinding[] = [];
 
   constructor(config: BreakwaterConfig, deps: BuildDeps, state: StatePlan) {
     this.#config = config;
     this.#deps = deps;
     this.#state = state;
+    this.deadLetters = deps.deadLetters ?? new DeadLetters(deps.metrics, deps.logger);
+  }
+
+  /** The route's dead-letter step, and how its entries replay; null when the route has no `deadLetter`. */
+  #deadLetter(r: RouteConfig, u: UpstreamConfig, up: UpstreamStack): RouteParts['deadLetter'] {
+    const cfg = r.deadLetter;
+    if (cfg === null) return null;
+    const store = this.deadLetters.store(cfg.path);
+    this.replayBindings.push({
+      route: r.name,
+      upstream: u.name,
+      config: cfg,
+      store,
+      balancer: up.balancer,
+      rewrite: u.requestHeaders,
+      preserveHost: u.preserveHost,
+      stripPrefix: r.stripPrefix ? r.match.pathPrefix : null,
+      breaker: up.breaker?.breaker ?? null,
+      bucket: up.bucket,
+      timeout: u.timeout.total,
+    });
+    return deadLetterStep({
+      route: r.name,
+      upstream: u.name,
+      config: cfg,
+      store,
+      hub: this.deadLetters,
+      secret: new Set([...NEVER_LOGGED, ...u.requestHeaders.set.map(([n]) => n)]),
+      idempotencyHeader: r.policy.retry.idempotencyKeyHeader,
+    });
   }
 
   /**
@@ -160,6 +202,8 @@ class Builder {
       fallback: this.#fallback(listener.name, r.name, r.policy),
       rateLimit: r.rateLimit === null || routeBucket === null ? null : { bucket: routeBucket, mode: r.rateLimit.mode, maxWait: r.rateLimit.maxWait },
       upstreamStack: up.handler,
+      deadLetter: this.#deadLetter(r, u, up),
+      spoolBodySize: r.deadLetter?.maxBodySize ?? null,
     });
     const upgrade = upgradeHandler({
       route: r,

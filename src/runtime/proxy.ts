@@ -20,6 +20,7 @@ import { createLogger, type Logger, type LoggerHandle } from '../observability/l
 import { Metrics } from '../observability/metrics/index.ts';
 import { buildRuntime, type Runtime, type RuntimePlan } from './build.ts';
 import { newClaims, StateRegistry, type Claims } from './state.ts';
+import { DeadLetters } from '../dead-letter/hub.ts';
 
 export interface ProxyOptions {
   /** Where log lines go (tests); stdout when absent. */
@@ -54,6 +55,8 @@ export class Proxy {
   /** By address (see listenerKey). */
   readonly listeners = new Map<string, ListenerServer>();
   admin: AdminServer | null = null;
+  /** Dead-letter spools and replay (SPEC §11.1): files open on first use, kept across reloads, closed at shutdown. */
+  readonly deadLetters: DeadLetters;
   ready = false;
   draining = false;
   #reloading: Promise<ReloadOutcome> | null = null;
@@ -68,10 +71,12 @@ export class Proxy {
     this.#log = createLogger(config.log.level, opts.logDestination);
     this.logger = this.#log.logger;
     this.metrics = new Metrics({ defaultMetrics: opts.defaultMetrics ?? true });
+    this.deadLetters = new DeadLetters(this.metrics, this.logger);
     this.registry = new StateRegistry((upstream, from, to) => {
       const um = this.metrics.upstream(upstream);
       um.circuitTransition(from, to);
       this.logger.warn({ upstream, from, to }, 'circuit_transition');
+      this.deadLetters.breakerTransition(upstream, to);
     });
     const plan = this.#build(config);
     plan.commit();
@@ -81,6 +86,7 @@ export class Proxy {
     this.metrics.beforeScrape = () => {
       for (const [name, b] of this.registry.bulkheads) this.metrics.upstream(name).bulkhead(b.active, b.queued);
       for (const [name, b] of this.registry.breakers) this.metrics.upstream(name).circuitState(b.state);
+      this.deadLetters.refreshGauges();
     };
   }
 
@@ -134,7 +140,7 @@ export class Proxy {
 
   #build(config: BreakwaterConfig): RuntimePlan {
     const accessLog = config.log.access ? new AccessLog(this.#log, config.log) : null;
-    return buildRuntime(config, { registry: this.registry, metrics: this.metrics, logger: this.logger, accessLog });
+    return buildRuntime(config, { registry: this.registry, metrics: this.metrics, logger: this.logger, accessLog, deadLetters: this.deadLetters });
   }
 
   /**
@@ -291,7 +297,9 @@ export class Proxy {
     await Promise.all(all.map((l) => l.close(timeout)));
     const left = all.reduce((n, l) => n + l.inflight, 0);
     // In-flight requests are done or were cut at drain.timeout: whatever an
-    // upstream connection still holds can only be abandoned work.
+    // upstream connection still holds can only be abandoned work. Replays
+    // stop first (an interrupted one keeps its entry), then the spools close.
+    await this.deadLetters.close();
     await this.registry.destroy();
     await this.admin?.close();
     this.logger.info({ inflightAtStop: inflight, abandoned: left }, 'drain_complete');
@@ -305,6 +313,7 @@ export class Proxy {
     await Promise.all([...this.listeners.values(), ...this.#retiring].map((l) => l.close(0)));
     this.listeners.clear();
     this.#retiring.clear();
+    await this.deadLetters.close();
     await this.registry.destroy();
     await this.admin?.close();
     this.metrics.registry.clear();

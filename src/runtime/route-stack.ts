@@ -51,6 +51,10 @@ export interface RouteParts {
   readonly rateLimit: Omit<RateLimitParams, 'onReject'> | null;
   /** The route's upstream: its own stack, below. */
   readonly upstreamStack: Handler;
+  /** The dead-letter step (dead-letter/spool-step.ts), when the route has `deadLetter`; null otherwise. */
+  readonly deadLetter: Layer | null;
+  /** With `deadLetter`: its `maxBodySize`, which the body step must buffer to (a streamed body cannot be spooled). */
+  readonly spoolBodySize: number | null;
 }
 
 /** A route's whole path, outermost step first. */
@@ -74,7 +78,11 @@ export function routeStack(p: RouteParts): Handler {
       forwardStep(p.stripPrefix, p.underscores),
       // body: read up to the replay buffer (so retries can resend it) within
       // `idle` and `total`, refused over the listener's `bodySize`.
-      bodyStep(replayLimit(p.policy.retry), p.bodySize, p.policy.timeout.idle),
+      bodyStep(p.spoolBodySize === null ? replayLimit(p.policy.retry) : Math.max(replayLimit(p.policy.retry), p.spoolBodySize), p.bodySize, p.policy.timeout.idle),
+      // dead letter: outside the fallback (a request it rescued is no
+      // failure), inside the body step (it stores the buffered body); writes
+      // the failed request durably before the rescue step answers.
+      p.deadLetter,
       // fallback: outside every policy below, so that any refusal or failure
       // of theirs can trigger it (another upstream's stack, or a static answer).
       p.fallback === null ? null : fallbackLayer({ ...p.fallback, onFallback: (kind) => rm.fallback(kind) }),

@@ -59,4 +59,9 @@ export const CATALOGUE: readonly MetricSpec[] = Object.freeze([
   spec('tls_reloads_total', 'counter', ['upstream', 'result'], 'Rotations of an upstream’s TLS files: success (new connections use them) or failure (refused, the files in use are kept).'),
   // SPEC §10.2: gRPC calls by the status their client got; the label holds one of the 17 code names (a code outside 0–16 counts as unknown).
   spec('grpc_responses_total', 'counter', ['route', 'upstream', 'grpc_status'], 'gRPC calls answered, by the grpc-status the client got (ok, cancelled, unknown, ..., unavailable, unauthenticated): the upstream’s, or breakwater’s own.'),
+  // SPEC §11.1: the dead-letter spool. `reason` and `result` hold a few fixed words (dead-letter/hub.ts).
+  spec('dead_letters', 'gauge', ['route'], 'Requests in the dead-letter spool, per route.'),
+  spec('dead_letters_total', 'counter', ['route', 'reason'], 'Requests spooled, by the failure that spooled them (circuit_open, timeout, connect_failure, reset, rate_limited, bulkhead_full, retries_exhausted, status).'),
+  spec('dead_letter_replays_total', 'counter', ['route', 'result'], 'Replays of spooled requests: success (removed), failure (kept), rejected (a 4xx: kept, parked), circuit_open (not sent).'),
+  spec('dead_letters_dropped_total', 'counter', ['route', 'reason'], 'Requests not spooled, or removed unreplayed: max_entries, max_bytes, max_age, too_large, write_error.'),
 ]);

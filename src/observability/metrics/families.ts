@@ -195,6 +195,10 @@ export class Families {
   readonly tunnelsActive: ValueFamily;
   readonly tlsReloads: ValueFamily;
   readonly grpcResponses: ValueFamily;
+  readonly deadLetters: ValueFamily;
+  readonly deadLettersTotal: ValueFamily;
+  readonly deadLetterReplays: ValueFamily;
+  readonly deadLettersDropped: ValueFamily;
   readonly all: readonly Family<Cell | HistogramCell>[];
 
   constructor() {
@@ -236,6 +240,10 @@ export class Families {
     this.tunnelsActive = value('connect_tunnels_active');
     this.tlsReloads = value('tls_reloads_total');
     this.grpcResponses = value('grpc_responses_total');
+    this.deadLetters = value('dead_letters');
+    this.deadLettersTotal = value('dead_letters_total');
+    this.deadLetterReplays = value('dead_letter_replays_total');
+    this.deadLettersDropped = value('dead_letters_dropped_total');
     if (all.length !== CATALOGUE.length) throw new Error('every catalogue entry needs a family');
     this.all = all;
   }

@@ -140,6 +140,11 @@ export class Metrics {
     retireWhere(this.#listeners, (k) => !listeners.has(k));
   }
 
+  /** The SPEC §11.1 families, for dead-letter/metrics.ts (failure path only: no bound handles needed). */
+  get deadLetterFamilies(): Pick<Families, 'deadLetters' | 'deadLettersTotal' | 'deadLetterReplays' | 'deadLettersDropped'> {
+    return this.#f;
+  }
+
   /** Runs before every scrape: gauges read from live state (bulkhead occupancy) are set here, never pushed. */
   beforeScrape: (() => void) | null = null;
 

@@ -1,0 +1,263 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { json, request } from '../helpers/http.ts';
+import { assertNoLeaks, snapshotHandles } from '../helpers/leaks.ts';
+import { startProxy, type TestProxy } from '../helpers/proxy.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+/** An upstream that can die (stop listening) and come back on the same port, recording what it accepted. */
+class MortalUpstream {
+  readonly delivered: { id: string; headers: http.IncomingHttpHeaders }[] = [];
+  readonly #server: http.Server;
+  port = 0;
+  constructor(status = 200) {
+    this.#server = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        if (req.method !== 'GET') this.delivered.push({ id: Buffer.concat(chunks).toString('utf8'), headers: req.headers });
+        res.writeHead(status, { 'content-type': 'text/plain' });
+        res.end('ok');
+      });
+    });
+  }
+  up(): Promise<void> {
+    return new Promise((resolve) => this.#server.listen(this.port, '127.0.0.1', () => {
+      this.port = (this.#server.address() as { port: number }).port;
+      resolve();
+    }));
+  }
+  down(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#server.close(() => resolve());
+      this.#server.closeAllConnections();
+    });
+  }
+  get listening(): boolean {
+    return this.#server.listening;
+  }
+}
+
+function count<T>(xs: readonly T[]): Map<T, number> {
+  const m = new Map<T, number>();
+  for (const x of xs) m.set(x, (m.get(x) ?? 0) + 1);
+  return m;
+}
+
+async function metric(px: TestProxy, line: string): Promise<number> {
+  const text = (await request(`${px.adminUrl}/metrics`)).body;
+  const found = text.split('\n').find((l) => l.startsWith(line + ' '));
+  return found === undefined ? 0 : Number(found.slice(line.length + 1));
+}
+
+describe('dead-letter spool (SPEC §11.1)', () => {
+  const baseline = snapshotHandles();
+  let dir: string;
+
+  before(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'bw-dl-'));
+  });
+
+  after(async () => {
+    rmSync(dir, { recursive: true, force: true });
+    await assertNoLeaks(baseline);
+  });
+
+  it('an upstream that dies mid-run: every POST is delivered or spooled, and after the breaker closes each is delivered exactly once', async () => {
+    const up = new MortalUpstream();
+    await up.up();
+    const px = await startProxy(
+      `
+version: 1
+admin: { address: 127.0.0.1:0 }
+listeners:
+  - name: pay
+    address: 127.0.0.1:0
+    routes:
+      - name: payments
+        upstream: payments
+        deadLetter: { path: ${dir}/outage.db, replay: { auto: true, rate: 200/s } }
+upstreams:
+  payments:
+    url: http://127.0.0.1:${up.port}
+    timeout: { connect: 300ms, total: 3s }
+    retry: { maxRetries: 0 }
+    requestHeaders: { set: { authorization: "Bearer \${TOKEN}" } }
+    circuitBreaker: { consecutiveFailures: 3, openDuration: 400ms }
+`,
+      { TOKEN: 'sekret-1' },
+    );
+    try {
+      const answered = new Map<string, string | null>();
+      for (let i = 0; i < 24; i++) {
+        if (i === 8) await up.down();
+        const id = `order-${i}`;
+        const r = await request(`${px.url('pay')}/charge?n=${i}`, { method: 'POST', body: id, headers: { cookie: 'session=abc', 'content-type': 'text/plain' } });
+        if (r.status === 200) answered.set(id, null);
+        else {
+          assert.ok([503].includes(r.status), `status ${r.status}`);
+          const dl = r.headers['x-breakwater-dead-letter'];
+          assert.equal(typeof dl, 'string', `POST ${id} failed (${r.status}) without a dead-letter id`);
+          answered.set(id, dl as string);
+        }
+      }
+      const spooled = [...answered.values()].filter((v) => v !== null);
+      assert.equal(spooled.length, 16);
+      const list = json(await request(`${px.adminUrl}/dead-letters?route=payments`));
+      assert.equal(list.count, 16);
+      assert.deepEqual(new Set(list.entries.map((e: { id: string }) => e.id)), new Set(spooled));
+      assert.ok(list.entries.some((e: { reason: string }) => e.reason === 'connect_failure'));
+      assert.ok(list.entries.some((e: { reason: string }) => e.reason === 'circuit_open'));
+      // Nothing secret was stored: not the client's cookie, not the injected credential.
+      const one = json(await request(`${px.adminUrl}/dead-letters/${spooled[0]}`));
+      const names = one.headers.map(([n]: [string]) => n);
+      assert.ok(!names.includes('cookie') && !names.includes('authorization'), names.join(','));
+      assert.equal(one.body, 'order-8');
+      assert.equal(one.path, '/charge?n=8');
+      assert.equal(await metric(px, 'breakwater_dead_letters{route="payments"}'), 16);
+
+      // The upstream is back; live traffic probes the half-open breaker, it closes, replay follows.
+      await up.up();
+      await waitFor('the breaker to let a probe through', async () => (await request(`${px.url('pay')}/health`)).status === 200, 5000);
+      await waitFor('every POST delivered', () => up.delivered.length >= 24, 10_000);
+      await waitFor('the spool to be empty', async () => json(await request(`${px.adminUrl}/dead-letters`)).count === 0, 5000);
+      const delivered = count(up.delivered.map((d) => d.id));
+      assert.equal(delivered.size, 24, 'every POST reached the upstream');
+      for (const [id, n] of delivered) assert.equal(n, 1, `${id} delivered ${n} times`);
+      const replayed = up.delivered.slice(8);
+      // Oldest first, each with an idempotency key and today's credential.
+      assert.deepEqual(replayed.map((d) => d.id), spooled.map((_, i) => `order-${i + 8}`));
+      for (const d of replayed) {
+        assert.match(String(d.headers['idempotency-key']), /^[0-9a-f-]{36}$/);
+        assert.equal(d.headers.authorization, 'Bearer sekret-1');
+        assert.equal(d.headers.cookie, undefined);
+      }
+      assert.equal(await metric(px, 'breakwater_dead_letter_replays_total{route="payments",result="success"}'), 16);
+      assert.equal(await metric(px, 'breakwater_dead_letters{route="payments"}'), 0);
+      const lines = px.requests().filter((l) => Array.isArray(l.flags) && (l.flags as string[]).includes('dead_letter'));
+      assert.equal(lines.length, 16);
+    } finally {
+      await px.close();
+      if (up.listening) await up.down();
+    }
+  });
+
+  it('a replay while the upstream still fails keeps the entry with its attempt count; the client’s idempotency key is kept', async () => {
+    const up = new MortalUpstream();
+    await up.up();
+    await up.down(); // a port nobody listens on any more
+    const px = await startProxy(`
+version: 1
+admin: { address: 127.0.0.1:0 }
+listeners:
+  - name: pay
+    address: 127.0.0.1:0
+    routes:
+      - { name: r, upstream: u, deadLetter: { path: ${dir}/keep.db } }
+upstreams:
+  u: { url: "http://127.0.0.1:${up.port}", timeout: { connect: 300ms }, retry: { maxRetries: 0 } }
+`);
+    try {
+      const r = await request(`${px.url('pay')}/x`, { method: 'PUT', body: 'v', headers: { 'idempotency-key': 'client-key-1' } });
+      assert.equal(r.status, 503);
+      const id = r.headers['x-breakwater-dead-letter'] as string;
+      const replay = await request(`${px.adminUrl}/dead-letters/${id}/replay`, { method: 'POST' });
+      assert.equal(replay.status, 502);
+      assert.equal(json(replay).result, 'failure');
+      const e = json(await request(`${px.adminUrl}/dead-letters/${id}`));
+      assert.equal(e.attempts, 1);
+      assert.match(e.lastError, /connect_failure/);
+      assert.equal(e.idempotencyKey, 'client-key-1');
+      // Now it works: replayed by hand, removed.
+      await up.up();
+      const ok = await request(`${px.adminUrl}/dead-letters/${id}/replay`, { method: 'POST' });
+      assert.equal(ok.status, 200);
+      assert.equal(up.delivered.length, 1);
+      assert.equal(up.delivered[0]!.headers['idempotency-key'], 'client-key-1');
+      assert.equal((await request(`${px.adminUrl}/dead-letters/${id}`)).status, 404);
+      // GET is no body-bearing method: not spooled.
+      await up.down();
+      const g = await request(`${px.url('pay')}/x`);
+      assert.equal(g.status, 503);
+      assert.equal(g.headers['x-breakwater-dead-letter'], undefined);
+    } finally {
+      await px.close();
+      if (up.listening) await up.down();
+    }
+  });
+
+  it('bounds drop the oldest and count them; respond: accepted answers 202; a body over maxBodySize is not spooled', async () => {
+    const up = new MortalUpstream();
+    await up.up();
+    await up.down();
+    const px = await startProxy(`
+version: 1
+admin: { address: 127.0.0.1:0 }
+listeners:
+  - name: pay
+    address: 127.0.0.1:0
+    routes:
+      - { name: r, upstream: u, deadLetter: { path: ${dir}/bounds.db, maxEntries: 3, maxBodySize: 1KiB, respond: accepted } }
+upstreams:
+  u: { url: "http://127.0.0.1:${up.port}", timeout: { connect: 300ms }, retry: { maxRetries: 0 } }
+`);
+    try {
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i++) {
+        const r = await request(`${px.url('pay')}/q`, { method: 'POST', body: `m${i}` });
+        assert.equal(r.status, 202);
+        assert.deepEqual(json(r), { deadLetter: r.headers['x-breakwater-dead-letter'] });
+        assert.equal(r.headers['x-breakwater-fallback'], undefined);
+        ids.push(json(r).deadLetter);
+      }
+      const list = json(await request(`${px.adminUrl}/dead-letters`));
+      assert.deepEqual(list.entries.map((e: { id: string }) => e.id), ids.slice(2));
+      assert.equal(await metric(px, 'breakwater_dead_letters_dropped_total{route="r",reason="max_entries"}'), 2);
+      assert.ok(px.logs.some((l) => l.msg === 'dead_letters_dropped' && l.reason === 'max_entries'));
+      const big = await request(`${px.url('pay')}/q`, { method: 'POST', body: 'x'.repeat(4096) });
+      assert.equal(big.status, 503);
+      assert.equal(big.headers['x-breakwater-dead-letter'], undefined);
+      assert.equal(await metric(px, 'breakwater_dead_letters_dropped_total{route="r",reason="too_large"}'), 1);
+      // Delete by hand.
+      const del = await request(`${px.adminUrl}/dead-letters/${ids[4]}`, { method: 'DELETE' });
+      assert.equal(del.status, 200);
+      assert.equal(json(await request(`${px.adminUrl}/dead-letters`)).count, 2);
+    } finally {
+      await px.close();
+    }
+  });
+
+  it('an unwritable spool path: the request is answered as without a spool, the error logged and counted', async () => {
+    const up = new MortalUpstream();
+    await up.up();
+    await up.down();
+    const px = await startProxy(`
+version: 1
+admin: { address: 127.0.0.1:0 }
+listeners:
+  - name: pay
+    address: 127.0.0.1:0
+    routes:
+      - { name: r, upstream: u, deadLetter: { path: /dev/null/spool.db } }
+upstreams:
+  u: { url: "http://127.0.0.1:${up.port}", timeout: { connect: 300ms }, retry: { maxRetries: 0 } }
+`);
+    try {
+      const r = await request(`${px.url('pay')}/q`, { method: 'POST', body: 'x' });
+      assert.equal(r.status, 503);
+      assert.equal(json(r).error, 'connect_failure');
+      assert.equal(r.headers['x-breakwater-dead-letter'], undefined);
+      assert.equal(await metric(px, 'breakwater_dead_letters_dropped_total{route="r",reason="write_error"}'), 1);
+      const err = px.logs.find((l) => l.msg === 'dead_letters_dropped' && l.reason === 'write_error');
+      assert.match(String(err?.error), /\/dev\/null\/spool\.db: cannot open/);
+      const list = await request(`${px.adminUrl}/dead-letters`);
+      assert.equal(list.status, 503);
+    } finally {
+      await px.close();
+    }
+  });
+});
