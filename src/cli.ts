@@ -17,6 +17,7 @@ import { BindError } from './http/server.ts';
 import { checkBuild } from './runtime/check.ts';
 import { Proxy } from './runtime/proxy.ts';
 import { watchConfig } from './config/watch.ts';
+import { DEAD_LETTERS_HELP, deadLettersCli } from './cli/dead-letters.ts';
 
 const HELP = `breakwater — a sidecar resilience proxy
 
@@ -24,6 +25,8 @@ Usage:
   breakwater [--config FILE]     run the proxy
                                  (config: --config, else $BREAKWATER_CONFIG, else config/breakwater.yaml)
   breakwater validate FILE       check FILE and print the effective policy of every route
+  breakwater dead-letters list|show|replay|delete [--admin ADDR] [--route R] [--upstream U] [ID]
+                                 the dead-letter spool of a running breakwater, through its admin API
   breakwater --version           print the version
   breakwater --help              print this help
 
@@ -38,6 +41,13 @@ function version(): string {
 
 async function main(argv: string[]): Promise<number> {
   const args = argv.slice(2);
+  if (args[0] === 'dead-letters') {
+    if (args.includes('--help') || args.includes('-h')) {
+      process.stdout.write(DEAD_LETTERS_HELP);
+      return 0;
+    }
+    return deadLettersCli(args.slice(1));
+  }
   if (args.includes('--help') || args.includes('-h')) {
     process.stdout.write(HELP);
     return 0;

@@ -5,6 +5,7 @@
  * config): one block per listener, one per route, one line per policy.
  * Values injected with requestHeaders.set are never printed.
  */
+import path from 'node:path';
 import type {
   BreakwaterConfig,
   BulkheadConfig,
@@ -92,6 +93,19 @@ function policyLines(u: UpstreamConfig, r: RouteConfig | null, line: (label: str
   const up = u.rateLimit === null ? 'off' : describeRateLimit(u.rateLimit);
   line('rateLimit', r === null ? `upstream: ${up}` : `route: ${r.rateLimit === null ? 'off' : describeRateLimit(r.rateLimit)}; upstream: ${up}`);
   line('fallback', describeFallback(p.fallback));
+  // Shown only where it is on: most routes never spool.
+  if (r !== null && r.deadLetter !== null) line('deadLetter', describeDeadLetter(r.deadLetter));
+}
+
+/** SPEC §11.1, with every effective value: where, how much, on what, how it answers and replays. */
+function describeDeadLetter(d: NonNullable<RouteConfig['deadLetter']>): string {
+  const on = [...d.on, ...d.statuses].join(', ');
+  return (
+    `spool ${path.resolve(d.path)} (opened on first use); at most ${d.maxEntries} entries, ${d.maxBytes} bytes, ${formatDuration(d.maxAge)} old (oldest dropped); ` +
+    `bodies up to ${d.maxBodySize} bytes; on ${on === '' ? 'nothing' : on} (POST, PUT, PATCH, DELETE); ` +
+    `answers ${d.respond === 'accepted' ? '202 {"deadLetter": ID}' : 'the failure'} with x-breakwater-dead-letter; ` +
+    `replay ${d.replay.auto ? `automatic when the breaker closes, ${d.replay.rate.source}` : `by hand (admin API), ${d.replay.rate.source}`}`
+  );
 }
 
 /** What an operator checks before a rotation: which files, which trust, which name. Paths only: never file contents. */
