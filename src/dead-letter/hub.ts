@@ -105,6 +105,11 @@ export class DeadLetters {
   /** Writes one entry durably; its id, or null when it could not be written (logged and counted). */
   write(route: string, cfg: DeadLetterConfig, store: SpoolStore, e: NewEntry, requestId: string): string | null {
     const f = this.#metrics.deadLetterFamilies;
+    // One entry larger than the route's whole byte budget would evict everything and still not fit.
+    if (e.body.length + Buffer.byteLength(JSON.stringify(e.headers)) > cfg.maxBytes) {
+      this.dropped(route, 'too_large', 1, { upstream: e.upstream, requestId });
+      return null;
+    }
     try {
       const r = store.insert(e, cfg);
       f.deadLettersTotal.child(route, e.reason).v++;
