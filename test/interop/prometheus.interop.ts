@@ -156,6 +156,10 @@ listeners:
   - { name: degraded, address: 127.0.0.1:0, upstream: degraded }
   - { name: rerouted, address: 127.0.0.1:0, upstream: rerouted }
   - { name: grpc, address: 127.0.0.1:0, upstream: grpc }
+  - name: spooled
+    address: 127.0.0.1:0
+    routes:
+      - { name: spooled, upstream: gone, deadLetter: { path: "${o['spool']}", maxBodySize: 16 } }
   - name: egress
     address: 127.0.0.1:0
     routes:
@@ -193,6 +197,9 @@ upstreams:
     url: "${o['refused']}"
     retry: { maxRetries: 0 }
     fallback: { upstream: ok, on: [connect-failure] }
+  gone:
+    url: "${o['refused']}"
+    retry: { maxRetries: 0 }
   grpc:
     url: "${o['grpc']}"
     protocol: h2c
@@ -251,6 +258,14 @@ describe('a real Prometheus scraping breakwater', { skip: skipUnless(PEERS.prome
       });
     for (let i = 0; i < 3; i++) assert.equal(await call('ok'), null);
     assert.equal((await call('fail'))?.code, grpc.status.UNAVAILABLE);
+    // Dead letters (SPEC §11.1): POSTs to a dead upstream are spooled, a
+    // replay fails (it is still dead), a body over maxBodySize is dropped.
+    for (let i = 0; i < 2; i++) {
+      const r = await request(`${cli!.url('spooled')}/orders`, { method: 'POST', body: `order ${i}` });
+      assert.equal(typeof r.headers['x-breakwater-dead-letter'], 'string', 'spooled');
+    }
+    await request(`${cli!.url('spooled')}/orders`, { method: 'POST', body: 'x'.repeat(64) });
+    assert.equal((await request(`${cli!.adminUrl}/dead-letters/replay`, { method: 'POST' })).status, 200);
   }
 
   before(async () => {
@@ -298,6 +313,7 @@ describe('a real Prometheus scraping breakwater', { skip: skipUnless(PEERS.prome
       failing: await start({ status: 500 }),
       slow: await start({ status: 200, body: 'slow', delayMs: 300 }),
       refused: `http://127.0.0.1:${await refusedPort()}`,
+      spool: path.join(dir, 'spool.db'),
     };
     cli = await startCli(BREAKWATER(origins, '1/s'));
     const Echo = grpc.makeGenericClientConstructor(ECHO, 'Echo');

@@ -489,6 +489,8 @@ describe('deploy/prometheus/breakwater-rules.yaml', () => {
       'BreakwaterCircuitOpen',
       'BreakwaterConfigReloadFailed',
       'BreakwaterConfigStale',
+      'BreakwaterDeadLettersDropped',
+      'BreakwaterDeadLettersGrowing',
       'BreakwaterMetricsAbsent',
       'BreakwaterRetryBudgetExhausted',
       'BreakwaterRouteErrorRatioHigh',
@@ -503,6 +505,8 @@ describe('deploy/prometheus/breakwater-rules.yaml', () => {
     uses('BreakwaterTargetDown', /\bup == 0/);
     uses('BreakwaterMetricsAbsent', /absent\(/);
     uses('BreakwaterBulkheadSaturated', /bulkhead/);
+    uses('BreakwaterDeadLettersGrowing', /delta\(breakwater_dead_letters\[/);
+    uses('BreakwaterDeadLettersDropped', /breakwater_dead_letters_dropped_total/);
     assert.equal(checked.alerts.find((a) => a.alert === 'BreakwaterCircuitOpen')!.for, '5m');
   });
 });

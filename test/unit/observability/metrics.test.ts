@@ -68,6 +68,10 @@ describe('Metrics (SPEC §8)', () => {
       connect_tunnels_active: ['gauge', ['upstream']],
       tls_reloads_total: ['counter', ['upstream', 'result']],
       grpc_responses_total: ['counter', ['route', 'upstream', 'grpc_status']],
+      dead_letters: ['gauge', ['route']],
+      dead_letters_total: ['counter', ['route', 'reason']],
+      dead_letter_replays_total: ['counter', ['route', 'result']],
+      dead_letters_dropped_total: ['counter', ['route', 'reason']],
     };
     assert.deepEqual(
       Object.fromEntries(CATALOGUE.map((s) => [s.name, [s.type, [...s.labels]]])),
