@@ -23,13 +23,20 @@ export interface Throughput {
   readonly failures: number;
 }
 
+/** What each request is: GET without a body unless a scenario says otherwise (dead-letter: POST with a body). */
+export interface RequestShape {
+  readonly method: 'POST' | 'PUT';
+  readonly body: string;
+}
+
 export async function throughput(
   url: string,
   connections: number,
   durationS: number,
   headers?: Record<string, string>,
+  shape?: RequestShape,
 ): Promise<Throughput> {
-  const r = await autocannon({ url, connections, pipelining: 1, duration: durationS, timeout: 10, ...(headers && { headers }) });
+  const r = await autocannon({ url, connections, pipelining: 1, duration: durationS, timeout: 10, ...(headers && { headers }), ...(shape && { method: shape.method, body: shape.body }) });
   return {
     rps: r['2xx'] / r.duration,
     requests: r.requests.total,
@@ -48,6 +55,7 @@ export async function fixedRateLatency(
   rate: number,
   durationS: number,
   headers?: Record<string, string>,
+  shape?: RequestShape,
 ): Promise<Latency> {
   const u = new URL(url);
   // Enough connections that a slow answer never holds up the next scheduled send.
@@ -66,7 +74,7 @@ export async function fixedRateLatency(
       const record = sent > unrecorded;
       const start = process.hrtime.bigint();
       pool
-        .request({ path: u.pathname + u.search, method: 'GET', ...(headers && { headers }) })
+        .request({ path: u.pathname + u.search, method: shape?.method ?? 'GET', ...(shape && { body: shape.body }), ...(headers && { headers }) })
         .then(async (res) => {
           await res.body.dump();
           if (res.statusCode !== 200) failures++;
@@ -121,19 +129,20 @@ export interface MeasureOptions {
   readonly durationS: number;
   readonly latencyRate: number;
   readonly headers?: Record<string, string>;
+  readonly shape?: RequestShape;
 }
 
 /** Warm up, measure throughput (with the process's CPU time around it), then latency (and the CPU it took), then peak memory. */
 export async function measure(url: string, pid: number | null, o: MeasureOptions): Promise<Sample> {
   const memory = pid === null ? null : watchMemoryPeaks(pid);
   try {
-    await throughput(url, o.connections, o.warmupS, o.headers);
+    await throughput(url, o.connections, o.warmupS, o.headers, o.shape);
     const cpu0 = pid === null ? 0 : cpuMicros(pid);
-    const t = await throughput(url, o.connections, o.durationS, o.headers);
+    const t = await throughput(url, o.connections, o.durationS, o.headers, o.shape);
     const cpu1 = pid === null ? 0 : cpuMicros(pid);
     const w0 = performance.now();
     const cpu2 = pid === null ? 0 : cpuMicros(pid);
-    const l = await fixedRateLatency(url, o.latencyRate, o.durationS, o.headers);
+    const l = await fixedRateLatency(url, o.latencyRate, o.durationS, o.headers, o.shape);
     const cpu3 = pid === null ? 0 : cpuMicros(pid);
     const wallUs = (performance.now() - w0) * 1000;
     const peaks = memory?.peaks();

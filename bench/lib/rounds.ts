@@ -4,7 +4,7 @@
  * one. Slow drift on a shared machine (other jobs, thermal limits) then
  * spreads over all subjects instead of landing on whichever ran last.
  */
-import { measure, type Sample } from './load.ts';
+import { measure, type RequestShape, type Sample } from './load.ts';
 import { median, progress, spread } from './report.ts';
 import type { Settings } from './settings.ts';
 import { SkipError, type Running, type Subject } from './subjects.ts';
@@ -22,6 +22,8 @@ export interface RoundOptions {
   readonly headers?: (subject: Subject) => Record<string, string> | undefined;
   /** Runs after a subject was measured, while it still runs. */
   readonly after?: (subject: Subject, running: Running, round: number) => Promise<void>;
+  /** POST/PUT with a body instead of GET (every subject alike). */
+  readonly shape?: RequestShape;
 }
 
 export async function runRounds(subjects: readonly Subject[], s: Settings, o: RoundOptions = {}): Promise<Results> {
@@ -51,6 +53,7 @@ export async function runRounds(subjects: readonly Subject[], s: Settings, o: Ro
           durationS: s.durationS,
           latencyRate: s.latencyRate,
           ...(headers && { headers }),
+          ...(o.shape && { shape: o.shape }),
         });
         if (sample.failures > 0) progress(`  warning: ${sample.failures} failed or non-2xx requests`);
         results.get(subject.id)![round] = { ...sample, startMs };

@@ -149,26 +149,23 @@ export class DeadLetters {
 
   // --- admin ---------------------------------------------------------------------
 
-  /** The stores admin calls read: those of current routes (and any other already open). */
-  #liveStores(f: Filter): SpoolStore[] {
+  /** The stores admin calls read: those of current routes, and any other already open (entries of a removed route stay visible). */
+  #liveStores(): SpoolStore[] {
     const out = new Set<SpoolStore>();
-    for (const b of this.#bindings.values()) {
-      if (f.route !== undefined && b.route !== f.route) continue;
-      out.add(b.store);
-    }
-    if (f.route === undefined) for (const s of this.#stores.values()) if (s.isOpen) out.add(s);
+    for (const b of this.#bindings.values()) out.add(b.store);
+    for (const s of this.#stores.values()) if (s.isOpen) out.add(s);
     return [...out];
   }
 
   list(f: Filter, limit = 1000): ReturnType<SpoolStore['list']> {
-    return this.#liveStores(f)
+    return this.#liveStores()
       .flatMap((s) => s.list(f, limit))
       .sort((a, b) => a.createdAt - b.createdAt || a.seq - b.seq)
       .slice(0, limit);
   }
 
   get(id: string): { entry: EntryWithBody; store: SpoolStore } | null {
-    for (const s of this.#liveStores({})) {
+    for (const s of this.#liveStores()) {
       const entry = s.get(id);
       if (entry !== null) return { entry, store: s };
     }

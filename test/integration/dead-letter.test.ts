@@ -260,4 +260,120 @@ upstreams:
       await px.close();
     }
   });
+  it('concurrent replays (all, twice, and each entry by id) deliver every entry exactly once', async () => {
+    const up = new MortalUpstream();
+    await up.up();
+    await up.down();
+    const px = await startProxy(`
+version: 1
+admin: { address: 127.0.0.1:0 }
+listeners:
+  - name: pay
+    address: 127.0.0.1:0
+    routes:
+      - { name: r, upstream: u, deadLetter: { path: ${dir}/race.db, replay: { rate: 1000/s } } }
+upstreams:
+  u: { url: "http://127.0.0.1:${up.port}", timeout: { connect: 300ms }, retry: { maxRetries: 0 } }
+`);
+    try {
+      const ids: string[] = [];
+      for (let i = 0; i < 10; i++) ids.push((await request(`${px.url('pay')}/o`, { method: 'POST', body: `e${i}` })).headers['x-breakwater-dead-letter'] as string);
+      await up.up();
+      const calls = [
+        request(`${px.adminUrl}/dead-letters/replay`, { method: 'POST' }),
+        request(`${px.adminUrl}/dead-letters/replay?route=r`, { method: 'POST' }),
+        ...ids.map((id) => request(`${px.adminUrl}/dead-letters/${id}/replay`, { method: 'POST' })),
+      ];
+      const answers = await Promise.all(calls);
+      for (const a of answers.slice(2)) assert.ok([200, 404, 409].includes(a.status), `${a.status} ${a.body}`);
+      const delivered = count(up.delivered.map((d) => d.id));
+      assert.equal(delivered.size, 10);
+      for (const [id, n] of delivered) assert.equal(n, 1, `${id} delivered ${n} times`);
+      assert.equal(json(await request(`${px.adminUrl}/dead-letters`)).count, 0);
+    } finally {
+      await px.close();
+      if (up.listening) await up.down();
+    }
+  });
+
+  it('a request the fallback rescued is not spooled; the spool survives a reload, and an entry whose route is gone stays', async () => {
+    const up = new MortalUpstream();
+    await up.up();
+    await up.down();
+    const yaml = (routes: string) => `
+version: 1
+admin: { address: 127.0.0.1:0 }
+listeners:
+  - name: pay
+    address: 127.0.0.1:0
+    routes:
+${routes}
+upstreams:
+  u: { url: "http://127.0.0.1:${up.port}", timeout: { connect: 300ms }, retry: { maxRetries: 0 } }
+  rescued:
+    url: "http://127.0.0.1:${up.port}"
+    timeout: { connect: 300ms }
+    retry: { maxRetries: 0 }
+    fallback: { response: { status: 200, body: degraded } }
+`;
+    const both = `      - { name: kept, match: { pathPrefix: /kept }, upstream: u, deadLetter: { path: ${dir}/reload.db } }
+      - { name: rescue, match: { pathPrefix: /rescue }, upstream: rescued, deadLetter: { path: ${dir}/reload.db } }
+      - { name: gone, upstream: u, deadLetter: { path: ${dir}/reload.db } }`;
+    const px = await startProxy(yaml(both));
+    try {
+      const rescued = await request(`${px.url('pay')}/rescue`, { method: 'POST', body: 'r' });
+      assert.equal(rescued.status, 200);
+      assert.equal(rescued.body, 'degraded');
+      assert.equal(rescued.headers['x-breakwater-dead-letter'], undefined);
+      const kept = (await request(`${px.url('pay')}/kept`, { method: 'POST', body: 'k' })).headers['x-breakwater-dead-letter'] as string;
+      const orphan = (await request(`${px.url('pay')}/other`, { method: 'POST', body: 'o' })).headers['x-breakwater-dead-letter'] as string;
+      assert.equal(typeof kept, 'string');
+      assert.equal(typeof orphan, 'string');
+      px.write(yaml(`      - { name: kept, upstream: u, deadLetter: { path: ${dir}/reload.db, maxEntries: 5 } }`));
+      assert.equal(json(await request(`${px.adminUrl}/reload`, { method: 'POST' })).result, 'success');
+      const ids = json(await request(`${px.adminUrl}/dead-letters`)).entries.map((e: { id: string }) => e.id);
+      assert.deepEqual(ids, [kept, orphan], 'both entries are still there after the reload');
+      const r = await request(`${px.adminUrl}/dead-letters/${orphan}/replay`, { method: 'POST' });
+      assert.equal(r.status, 409);
+      assert.equal(json(r).result, 'no_route');
+      // The route still configured spools into the same, still open, file.
+      const again = await request(`${px.url('pay')}/kept`, { method: 'POST', body: 'k2' });
+      assert.equal(typeof again.headers['x-breakwater-dead-letter'], 'string');
+      assert.equal(json(await request(`${px.adminUrl}/dead-letters?route=kept`)).count, 2);
+    } finally {
+      await px.close();
+    }
+  });
+  it('an upstream status listed in `on` is spooled and the upstream’s own answer goes back with the id', async () => {
+    const up = new MortalUpstream(503);
+    await up.up();
+    const px = await startProxy(`
+version: 1
+admin: { address: 127.0.0.1:0 }
+listeners:
+  - name: pay
+    address: 127.0.0.1:0
+    routes:
+      - { name: r, upstream: u, deadLetter: { path: ${dir}/status.db, on: [503] } }
+upstreams:
+  u: { url: "http://127.0.0.1:${up.port}", retry: { maxRetries: 0 } }
+`);
+    try {
+      const r = await request(`${px.url('pay')}/o`, { method: 'PATCH', body: 'p' });
+      assert.equal(r.status, 503);
+      assert.equal(r.body, 'ok', 'the upstream’s body, unchanged');
+      assert.equal(r.headers['x-breakwater-error'], undefined);
+      const id = r.headers['x-breakwater-dead-letter'] as string;
+      assert.equal(typeof id, 'string');
+      assert.equal(json(await request(`${px.adminUrl}/dead-letters/${id}`)).reason, 'status');
+      // A connect failure is not in this route's `on`: not spooled.
+      await up.down();
+      const c = await request(`${px.url('pay')}/o`, { method: 'POST', body: 'p' });
+      assert.equal(c.status, 503);
+      assert.equal(c.headers['x-breakwater-dead-letter'], undefined);
+    } finally {
+      await px.close();
+      if (up.listening) await up.down();
+    }
+  });
 });

@@ -1,0 +1,93 @@
+/**
+ * dead-letter: what a route's `deadLetter` block costs (SPEC §11.1).
+ *
+ * 1. Not triggered: POSTs with a 1 KiB body through two otherwise identical
+ *    breakwater configs, one whose route has `deadLetter` (the upstream is
+ *    healthy, so nothing is ever spooled), in the same interleaved rounds.
+ *    The difference is the step in the route stack and the body step
+ *    buffering the body whole (up to `maxBodySize`) instead of up to the
+ *    retry buffer — which a 1 KiB body is below either way.
+ * 2. One spooled write: `SpoolStore.insert` of a 1 KiB body into a fresh
+ *    file on this machine's temp directory (WAL, synchronous=FULL: one
+ *    fsync per insert), timed one by one. It runs on the event loop: this
+ *    is how long a spooling request blocks every other request.
+ */
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { SpoolStore } from '../../src/dead-letter/store.ts';
+import { plainConfig } from '../lib/breakwater-config.ts';
+import { fmtInt, fmtPct, fmtRatio, fmtUsPair, markdownTable, median, progress } from '../lib/report.ts';
+import { runRounds, summarize } from '../lib/rounds.ts';
+import { breakwaterBuilt } from '../lib/settings.ts';
+import { BREAKWATER_SKIP, breakwater, directSubject, ports, type BenchContext, type Subject } from '../lib/subjects.ts';
+
+const BODY = 'x'.repeat(1024);
+
+function spoolingConfig(ctx: BenchContext): string {
+  const plain = plainConfig(ports(ctx));
+  // The same listener as a one-route list, the route with a dead-letter spool.
+  return plain.replace(
+    /    upstream: target\n/,
+    `    routes:\n      - name: bench\n        upstream: target\n        deadLetter: { path: ${join(ctx.tmp, 'bench-spool.db')} }\n`,
+  );
+}
+
+function plainRouteConfig(ctx: BenchContext): string {
+  return plainConfig(ports(ctx)).replace(/    upstream: target\n/, '    routes:\n      - name: bench\n        upstream: target\n');
+}
+
+export async function run(ctx: BenchContext): Promise<string> {
+  const parts: string[] = [];
+  if (!breakwaterBuilt(ctx.settings)) progress(BREAKWATER_SKIP);
+  else {
+    const subjects: Subject[] = [
+      directSubject(ctx),
+      breakwater(ctx, 'breakwater-route', 'breakwater, POST route without deadLetter', plainRouteConfig(ctx)),
+      breakwater(ctx, 'breakwater-deadletter', 'breakwater, POST route with deadLetter (never triggered)', spoolingConfig(ctx)),
+    ];
+    const results = await runRounds(subjects, ctx.settings, { shape: { method: 'POST', body: BODY } });
+    const base = summarize(results, 'breakwater-route')?.rps ?? null;
+    const rows: string[][] = [];
+    for (const x of subjects) {
+      const m = summarize(results, x.id);
+      if (m === null) continue;
+      rows.push([x.label, fmtInt(m.rps), fmtPct(m.rpsSpread), x.id === 'direct' ? '—' : fmtRatio(base === null ? null : m.rps / base), fmtInt(m.cpuUsPerReq), fmtUsPair(m.p50Us, m.p99Us), x.id === 'direct' ? '—' : fmtUsPair(m.addedP50Us, m.addedP99Us, true)]);
+    }
+    parts.push(
+      `POST, 1 KiB bodies, ${ctx.settings.connections} connections.\n\n` +
+        markdownTable(['target', `req/s @${ctx.settings.connections} conns`, 'rounds spread', 'vs without deadLetter', 'CPU µs/req', `p50 / p99 @${ctx.settings.latencyRate} req/s`, 'added p50 / p99'], rows),
+    );
+  }
+  parts.push(writeCost(ctx));
+  return parts.join('\n\n');
+}
+
+/** Microseconds per insert (fsync included), per round: median, p99, max. */
+function writeCost(ctx: BenchContext): string {
+  const n = Number(process.env['SPOOL_WRITES'] ?? 300);
+  const rows: string[][] = [];
+  const medians: number[] = [];
+  for (let round = 0; round < ctx.settings.rounds; round++) {
+    const dir = join(ctx.tmp, `spool-write-${round}`);
+    mkdirSync(dir, { recursive: true });
+    const store = new SpoolStore(join(dir, 'spool.db'));
+    const bounds = { maxEntries: 1_000_000, maxBytes: 1 << 40, maxAge: 86_400_000 };
+    const entry = { route: 'bench', upstream: 'target', method: 'POST', path: '/orders?x=1', headers: ['content-type', 'application/json', 'x-request-id', 'r', 'idempotency-key', 'k', 'host', 'target'], body: Buffer.from(BODY), reason: 'connect_failure', idempotencyKey: 'k' };
+    store.insert(entry, bounds); // opens the file: not part of the cost of a write
+    const us: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const t0 = process.hrtime.bigint();
+      store.insert(entry, bounds);
+      us.push(Number(process.hrtime.bigint() - t0) / 1000);
+    }
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+    us.sort((a, b) => a - b);
+    const med = median(us);
+    medians.push(med);
+    rows.push([String(round + 1), fmtInt(med), fmtInt(us[Math.floor(us.length * 0.99)]!), fmtInt(us[us.length - 1]!)]);
+    progress(`spool write round ${round + 1}: median ${med.toFixed(0)} µs`);
+  }
+  rows.push(['median of rounds', fmtInt(median(medians)), '', '']);
+  return `One spooled write: \`SpoolStore.insert\` of a 1 KiB body, ${n} inserts per round into a fresh file under ${ctx.tmp} (WAL, synchronous=FULL, so one fsync each), timed one by one.\n\n${markdownTable(['round', 'median µs', 'p99 µs', 'max µs'], rows)}`;
+}
