@@ -79,8 +79,10 @@ export function deadLetterStep(p: SpoolStepParams): Layer {
   return (next) => async (ex: Exchange) => {
     const reply = await next(ex);
     // A client that went away sees no id: spooling its request would make a
-    // replay the client cannot know about (it may well retry itself).
-    if (ex.clientAborted || !SPOOLED_METHODS.has(ex.method)) return reply;
+    // replay the client cannot know about (it may well retry itself). A gRPC
+    // call is not spooled: its outcome is in trailers a replay does not read,
+    // and a streaming call has no one body to keep.
+    if (ex.clientAborted || ex.grpc || !SPOOLED_METHODS.has(ex.method)) return reply;
     const reason = spoolReason(config, reply);
     if (reason === null) return reply;
     return spool(p, ex, reply, reason, hub);
