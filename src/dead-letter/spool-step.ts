@@ -116,6 +116,7 @@ function spool(p: SpoolStepParams, ex: Exchange, reply: Reply, reason: string, h
       status: 202,
       headers: { 'content-type': 'application/json', [DEAD_LETTER_HEADER]: id },
       body: JSON.stringify({ deadLetter: id }),
+      notFallback: true,
     };
     return accepted;
   }

@@ -37,8 +37,7 @@ export function respond(ex: Exchange, reply: Reply): void {
     if (ex.grpc) ex.grpcStatus = staticGrpcStatus(reply.status, reply.headers);
     ex.bytesOut = Buffer.byteLength(reply.body);
     const headers: Record<string, string | number> = { ...reply.headers, 'x-request-id': ex.requestId, 'content-length': ex.bytesOut };
-    // A static answer is a fallback's, or the dead-letter spool's 202 (no fallback).
-    if (ex.fallback !== null) headers['x-breakwater-fallback'] = 'response';
+    if (reply.notFallback !== true) headers['x-breakwater-fallback'] = 'response';
     res.writeHead(reply.status, headers);
     res.end(reply.body);
     return;

@@ -13,6 +13,8 @@ export interface StaticReply {
   readonly status: number;
   readonly headers: Readonly<Record<string, string>>;
   readonly body: string;
+  /** Not a fallback's answer (the dead-letter spool's 202): no `x-breakwater-fallback`. */
+  readonly notFallback?: true;
 }
 
 /** What a handler produces: an upstream response to commit or discard, a static answer, or a failure to render. */
