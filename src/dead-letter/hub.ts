@@ -30,7 +30,7 @@ import type { Metrics } from '../observability/metrics/index.ts';
 import { classifyError, classifyStatus } from '../pipeline/classify.ts';
 import { stripPrefix } from '../http/router.ts';
 import type { Balancer } from '../upstream/pool.ts';
-import { SpoolStore, type DropReason, type EntryWithBody, type Filter, type NewEntry } from './store.ts';
+import { SpoolStore, type DropReason, type EntryWithBody, type Filter, type InsertResult, type NewEntry } from './store.ts';
 import path from 'node:path';
 
 /** How one route's entries are replayed: bound at build time, in force from commit. */
@@ -50,6 +50,14 @@ export interface ReplayBinding {
   readonly timeout: number;
 }
 
+interface PendingWrite {
+  readonly route: string;
+  readonly cfg: DeadLetterConfig;
+  readonly entry: NewEntry;
+  readonly requestId: string;
+  readonly resolve: (id: string | null) => void;
+}
+
 export type ReplayResult = 'success' | 'failure' | 'rejected' | 'circuit_open';
 
 export interface ReplayOutcome {
@@ -67,6 +75,8 @@ export class DeadLetters {
   /** Running passes by route (one at a time per route). */
   readonly #passes = new Map<string, Promise<unknown>>();
   readonly #stop = new AbortController();
+  /** Writes waiting for this turn's group commit, per file. */
+  readonly #pending = new Map<SpoolStore, PendingWrite[]>();
   #closed = false;
 
   constructor(metrics: Metrics, logger: Logger) {
@@ -102,23 +112,50 @@ export class DeadLetters {
 
   // --- the spool path (failure path of the request) ---------------------------
 
-  /** Writes one entry durably; its id, or null when it could not be written (logged and counted). */
-  write(route: string, cfg: DeadLetterConfig, store: SpoolStore, e: NewEntry, requestId: string): string | null {
-    const f = this.#metrics.deadLetterFamilies;
+  /**
+   * Writes one entry durably; resolves with its id once it is fsynced, or
+   * null when it could not be written (logged and counted). Writes of one
+   * event-loop turn share a transaction and its fsync (a group commit): an
+   * outage on a busy route costs one fsync per turn, not one per request.
+   */
+  write(route: string, cfg: DeadLetterConfig, store: SpoolStore, e: NewEntry, requestId: string): Promise<string | null> {
     // One entry larger than the route's whole byte budget would evict everything and still not fit.
     if (e.body.length + Buffer.byteLength(JSON.stringify(e.headers)) > cfg.maxBytes) {
       this.dropped(route, 'too_large', 1, { upstream: e.upstream, requestId });
-      return null;
+      return Promise.resolve(null);
     }
+    return new Promise((resolve) => {
+      let q = this.#pending.get(store);
+      if (q === undefined) {
+        this.#pending.set(store, (q = []));
+        setImmediate(() => this.#flush(store));
+      }
+      q.push({ route, cfg, entry: e, requestId, resolve });
+    });
+  }
+
+  #flush(store: SpoolStore): void {
+    const q = this.#pending.get(store);
+    this.#pending.delete(store);
+    if (q === undefined || q.length === 0) return;
+    const f = this.#metrics.deadLetterFamilies;
+    let results: InsertResult[];
     try {
-      const r = store.insert(e, cfg);
-      f.deadLettersTotal.child(route, e.reason).v++;
-      for (const [reason, n] of r.dropped) this.dropped(route, reason, n, { upstream: e.upstream });
-      this.#logger.warn({ route, upstream: e.upstream, deadLetter: r.id, reason: e.reason, requestId }, 'dead_letter_spooled');
-      return r.id;
+      results = store.insertBatch(q.map((p) => ({ entry: p.entry, bounds: p.cfg })));
     } catch (err) {
-      this.dropped(route, 'write_error', 1, { upstream: e.upstream, requestId, error: (err as Error).message }, 'error');
-      return null;
+      for (const p of q) {
+        this.dropped(p.route, 'write_error', 1, { upstream: p.entry.upstream, requestId: p.requestId, error: (err as Error).message }, 'error');
+        p.resolve(null);
+      }
+      return;
+    }
+    for (let i = 0; i < q.length; i++) {
+      const p = q[i]!;
+      const r = results[i]!;
+      f.deadLettersTotal.child(p.route, p.entry.reason).v++;
+      for (const [reason, n] of r.dropped) this.dropped(p.route, reason, n, { upstream: p.entry.upstream });
+      this.#logger.warn({ route: p.route, upstream: p.entry.upstream, deadLetter: r.id, reason: p.entry.reason, requestId: p.requestId }, 'dead_letter_spooled');
+      p.resolve(r.id);
     }
   }
 

@@ -89,7 +89,7 @@ export function deadLetterStep(p: SpoolStepParams): Layer {
   };
 }
 
-function spool(p: SpoolStepParams, ex: Exchange, reply: Reply, reason: string, hub: DeadLetters): Reply {
+async function spool(p: SpoolStepParams, ex: Exchange, reply: Reply, reason: string, hub: DeadLetters): Promise<Reply> {
   const body = ex.body;
   // A body that streamed (over the replay buffer) is gone: never store a truncated one.
   if (body !== null && (!Buffer.isBuffer(body) || body.length > p.config.maxBodySize)) {
@@ -97,7 +97,7 @@ function spool(p: SpoolStepParams, ex: Exchange, reply: Reply, reason: string, h
     return reply;
   }
   const { headers, key } = storedHeaders(ex, p.secret, p.idempotencyHeader);
-  const id = hub.write(p.route, p.config, p.store, {
+  const id = await hub.write(p.route, p.config, p.store, {
     route: p.route,
     upstream: p.upstream,
     method: ex.method,
@@ -108,6 +108,8 @@ function spool(p: SpoolStepParams, ex: Exchange, reply: Reply, reason: string, h
     idempotencyKey: key,
   }, ex.requestId);
   if (id === null) return reply; // not written: answered as without a spool
+  // The client may have gone while the write waited for its group commit:
+  // the entry stays (it is durable, and replay will deliver it once).
   ex.flag('dead_letter');
   if (p.config.respond === 'accepted') {
     if (reply.type === 'upstream') reply.discard();

@@ -219,37 +219,22 @@ export class SpoolStore {
    * nothing is. Throws SpoolError (disk full, unwritable file...).
    */
   insert(e: NewEntry, bounds: Bounds, now = Date.now()): InsertResult {
+    return this.insertBatch([{ entry: e, bounds }], now)[0]!;
+  }
+
+  /**
+   * Stores several entries in one transaction, so one fsync covers them
+   * all (a group commit: the spool step queues the failures of one
+   * event-loop turn). All or none: a failure throws SpoolError for all.
+   */
+  insertBatch(items: readonly { readonly entry: NewEntry; readonly bounds: Bounds }[], now = Date.now()): InsertResult[] {
     const st = this.open();
     const db = this.#db!;
-    const headers = JSON.stringify(e.headers);
-    const size = e.body.length + Buffer.byteLength(headers);
-    const id = randomUUID();
-    const dropped: [DropReason, number][] = [];
+    const out: InsertResult[] = [];
     try {
       db.exec('BEGIN IMMEDIATE');
       try {
-        const expired = Number(st.expire.run(e.route, now - bounds.maxAge).changes);
-        if (expired > 0) dropped.push(['max_age', expired]);
-        const u = st.routeUsage.get(e.route) as { n: number; bytes: number };
-        let n = Number(u.n);
-        let bytes = Number(u.bytes);
-        let byCount = 0;
-        let byBytes = 0;
-        if (n + 1 > bounds.maxEntries || bytes + size > bounds.maxBytes) {
-          // Oldest first; a claimed entry (being replayed right now) is left alone.
-          const victims = st.oldestOfRoute.all(e.route, Math.max(1, n + 1 - bounds.maxEntries) + 64) as { seq: number; size: number }[];
-          for (const v of victims) {
-            if (n + 1 <= bounds.maxEntries && bytes + size <= bounds.maxBytes) break;
-            if (n + 1 > bounds.maxEntries) byCount++;
-            else byBytes++;
-            st.deleteSeq.run(v.seq);
-            n--;
-            bytes -= Number(v.size);
-          }
-        }
-        if (byCount > 0) dropped.push(['max_entries', byCount]);
-        if (byBytes > 0) dropped.push(['max_bytes', byBytes]);
-        st.insert.run(id, e.route, e.upstream, e.method, e.path, headers, e.body, e.reason, now, e.idempotencyKey, size, e.body.length);
+        for (const { entry, bounds } of items) out.push(this.#insertOne(st, entry, bounds, now));
         db.exec('COMMIT');
       } catch (err) {
         try {
@@ -262,6 +247,37 @@ export class SpoolStore {
     } catch (err) {
       throw new SpoolError(`dead-letter spool ${this.file}: write failed: ${(err as Error).message}`);
     }
+    return out;
+  }
+
+  #insertOne(st: Statements, e: NewEntry, bounds: Bounds, now: number): InsertResult {
+    const headers = JSON.stringify(e.headers);
+    const size = e.body.length + Buffer.byteLength(headers);
+    const id = randomUUID();
+    const dropped: [DropReason, number][] = [];
+    const expired = Number(st.expire.run(e.route, now - bounds.maxAge).changes);
+    if (expired > 0) dropped.push(['max_age', expired]);
+    const u = st.routeUsage.get(e.route) as { n: number; bytes: number };
+    let n = Number(u.n);
+    let bytes = Number(u.bytes);
+    let byCount = 0;
+    let byBytes = 0;
+    // Oldest first, until the new entry fits; a claimed entry (being replayed right now) is left alone.
+    while (n + 1 > bounds.maxEntries || bytes + size > bounds.maxBytes) {
+      const victims = st.oldestOfRoute.all(e.route, Math.max(1, n + 1 - bounds.maxEntries) + 64) as { seq: number; size: number }[];
+      if (victims.length === 0) break;
+      for (const v of victims) {
+        if (n + 1 <= bounds.maxEntries && bytes + size <= bounds.maxBytes) break;
+        if (n + 1 > bounds.maxEntries) byCount++;
+        else byBytes++;
+        st.deleteSeq.run(v.seq);
+        n--;
+        bytes -= Number(v.size);
+      }
+    }
+    if (byCount > 0) dropped.push(['max_entries', byCount]);
+    if (byBytes > 0) dropped.push(['max_bytes', byBytes]);
+    st.insert.run(id, e.route, e.upstream, e.method, e.path, headers, e.body, e.reason, now, e.idempotencyKey, size, e.body.length);
     return { id, dropped };
   }
 

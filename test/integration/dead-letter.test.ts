@@ -376,4 +376,31 @@ upstreams:
       if (up.listening) await up.down();
     }
   });
+  it('a burst of failures is spooled whole: 60 concurrent POSTs, 60 ids, 60 entries', async () => {
+    const up = new MortalUpstream();
+    await up.up();
+    await up.down();
+    const px = await startProxy(`
+version: 1
+admin: { address: 127.0.0.1:0 }
+listeners:
+  - name: pay
+    address: 127.0.0.1:0
+    routes:
+      - { name: r, upstream: u, deadLetter: { path: ${dir}/burst.db } }
+upstreams:
+  u: { url: "http://127.0.0.1:${up.port}", timeout: { connect: 300ms }, retry: { maxRetries: 0 } }
+`);
+    try {
+      const answers = await Promise.all(Array.from({ length: 60 }, (_, i) => request(`${px.url('pay')}/b`, { method: 'POST', body: `burst-${i}` })));
+      const ids = answers.map((a) => a.headers['x-breakwater-dead-letter']);
+      assert.ok(ids.every((id) => typeof id === 'string'));
+      assert.equal(new Set(ids).size, 60);
+      const list = json(await request(`${px.adminUrl}/dead-letters`));
+      assert.equal(list.count, 60);
+      assert.equal(await metric(px, 'breakwater_dead_letters_total{route="r",reason="connect_failure"}'), 60);
+    } finally {
+      await px.close();
+    }
+  });
 });

@@ -100,4 +100,16 @@ describe('dead-letter store', () => {
     const s = new SpoolStore('/dev/null/x/spool.db');
     assert.throws(() => s.insert(entry('r', 'x'), LOOSE), (e: unknown) => e instanceof SpoolError && /\/dev\/null\/x\/spool\.db: cannot open/.test(e.message));
   });
+  it('a batch is stored in one transaction: all of it, bounds applied entry by entry, or none of it', () => {
+    const s = fresh();
+    const rs = s.insertBatch([0, 1, 2].map((i) => ({ entry: entry('r', `b${i}`), bounds: { ...LOOSE, maxEntries: 2 } })));
+    assert.equal(rs.length, 3);
+    assert.deepEqual(rs[2]!.dropped, [['max_entries', 1]]);
+    assert.deepEqual(s.list().map((e) => e.id), [rs[1]!.id, rs[2]!.id]);
+    // A failing item (a NOT NULL column missing) rolls the whole batch back.
+    const bad = { ...entry('r', 'bad'), method: null as unknown as string };
+    assert.throws(() => s.insertBatch([{ entry: entry('r', 'ok'), bounds: LOOSE }, { entry: bad, bounds: LOOSE }]), SpoolError);
+    assert.equal(s.list().length, 2);
+    s.close();
+  });
 });
