@@ -164,8 +164,26 @@ export class DeadLetters {
     this.#logger[level]({ route, reason, count: n, ...ctx }, 'dead_letters_dropped');
   }
 
+  /**
+   * `maxAge` between writes: an idle spool is swept when it is looked at
+   * (a scrape, an admin listing), so old entries leave on time even when
+   * nothing fails any more.
+   */
+  #sweep(): void {
+    for (const b of this.#bindings.values()) {
+      if (!b.store.isOpen) continue;
+      try {
+        const n = b.store.expire(b.route, b.config.maxAge);
+        if (n > 0) this.dropped(b.route, 'max_age', n, { upstream: b.upstream });
+      } catch {
+        // an unwritable spool: its writes report the error
+      }
+    }
+  }
+
   /** Before a scrape: dead_letters{route} from every open spool. */
   refreshGauges(): void {
+    this.#sweep();
     const g = this.#metrics.deadLetterFamilies.deadLetters;
     const seen = new Set<string>();
     for (const s of this.#stores.values()) {
@@ -195,6 +213,7 @@ export class DeadLetters {
   }
 
   list(f: Filter, limit = 1000): ReturnType<SpoolStore['list']> {
+    this.#sweep();
     return this.#liveStores()
       .flatMap((s) => s.list(f, limit))
       .sort((a, b) => a.createdAt - b.createdAt || a.seq - b.seq)
@@ -252,7 +271,8 @@ export class DeadLetters {
     let after = 0;
     const gap = b.config.replay.rate.periodMs / b.config.replay.rate.tokens;
     try {
-      b.store.expire(b.route, b.config.maxAge);
+      const n = b.store.expire(b.route, b.config.maxAge);
+      if (n > 0) this.dropped(b.route, 'max_age', n, { upstream: b.upstream });
     } catch (err) {
       this.#logger.error({ route: b.route, error: (err as Error).message }, 'dead_letter_replay_error');
       return { replayed, failed };

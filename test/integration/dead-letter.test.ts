@@ -403,4 +403,30 @@ upstreams:
       await px.close();
     }
   });
+  it('maxAge removes old entries of an idle spool when it is looked at, and counts them', async () => {
+    const up = new MortalUpstream();
+    await up.up();
+    await up.down();
+    const px = await startProxy(`
+version: 1
+admin: { address: 127.0.0.1:0 }
+listeners:
+  - name: pay
+    address: 127.0.0.1:0
+    routes:
+      - { name: r, upstream: u, deadLetter: { path: ${dir}/age.db, maxAge: 300ms } }
+upstreams:
+  u: { url: "http://127.0.0.1:${up.port}", timeout: { connect: 300ms }, retry: { maxRetries: 0 } }
+`);
+    try {
+      const r = await request(`${px.url('pay')}/a`, { method: 'POST', body: 'old' });
+      assert.equal(typeof r.headers['x-breakwater-dead-letter'], 'string');
+      assert.equal(json(await request(`${px.adminUrl}/dead-letters`)).count, 1);
+      await waitFor('the entry to age out', async () => json(await request(`${px.adminUrl}/dead-letters`)).count === 0, 5000);
+      assert.equal(await metric(px, 'breakwater_dead_letters_dropped_total{route="r",reason="max_age"}'), 1);
+      assert.equal(await metric(px, 'breakwater_dead_letters{route="r"}'), 0);
+    } finally {
+      await px.close();
+    }
+  });
 });
