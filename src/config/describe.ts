@@ -10,6 +10,7 @@ import type {
   BulkheadConfig,
   CircuitBreakerConfig,
   ConditionSet,
+  CacheConfig,
   FallbackConfig,
   RateLimitConfig,
   RetryConfig,
@@ -92,6 +93,7 @@ function policyLines(u: UpstreamConfig, r: RouteConfig | null, line: (label: str
   const up = u.rateLimit === null ? 'off' : describeRateLimit(u.rateLimit);
   line('rateLimit', r === null ? `upstream: ${up}` : `route: ${r.rateLimit === null ? 'off' : describeRateLimit(r.rateLimit)}; upstream: ${up}`);
   line('fallback', describeFallback(p.fallback));
+  if (r !== null && r.cache !== null) line('cache', describeCache(r.cache));
 }
 
 /** What an operator checks before a rotation: which files, which trust, which name. Paths only: never file contents. */
@@ -172,6 +174,15 @@ export function describeFallback(f: FallbackConfig | null): string {
   if (f.response !== null) to.push(`static ${f.response.status} response`);
   const on = f.on.size === 0 ? 'never (on is empty)' : [...f.on].join(', ');
   return `${to.join(', then ')} on ${on}`;
+}
+
+export function describeCache(c: CacheConfig | null): string {
+  if (c === null) return 'off';
+  const fresh = c.serveFresh ? 'fresh ones served without asking the upstream, stale ones' : 'served';
+  return (
+    `GET/HEAD, up to ${c.maxEntries} URLs and ${formatSize(c.maxBytes)} (${formatSize(c.maxEntrySize)} each); ` +
+    `${fresh} on upstream failure up to ${formatDuration(c.staleIfError)} stale (or the response's own stale-if-error)`
+  );
 }
 
 function round(n: number): string {

@@ -146,6 +146,16 @@ export interface FallbackConfig {
   readonly on: ReadonlySet<FallbackTrigger>;
 }
 
+/** A route's stale-if-error cache (SPEC §11.2); sizes in bytes, durations in ms. */
+export interface CacheConfig {
+  readonly maxEntries: number;
+  readonly maxBytes: Bytes;
+  /** Already capped at maxBytes. */
+  readonly maxEntrySize: Bytes;
+  readonly staleIfError: Millis;
+  readonly serveFresh: boolean;
+}
+
 /** The policies that apply to one request on one route (already merged). */
 export interface PolicySet {
   readonly timeout: TimeoutConfig;
@@ -248,6 +258,8 @@ export interface RouteConfig {
   readonly policy: PolicySet;
   /** Route-level rate limit (a bucket of its own); null when the route sets none. */
   readonly rateLimit: RateLimitConfig | null;
+  /** The route's stale-if-error cache (SPEC §11.2); null when the route sets none. */
+  readonly cache: CacheConfig | null;
 }
 
 export interface ListenerAddress {

@@ -46,7 +46,7 @@ export const CATALOGUE: readonly MetricSpec[] = Object.freeze([
   spec('circuit_transitions_total', 'counter', ['upstream', 'from', 'to'], 'Circuit breaker state changes.'),
   spec('bulkhead_active', 'gauge', ['upstream'], 'Requests holding a bulkhead slot.'),
   spec('bulkhead_queued', 'gauge', ['upstream'], 'Requests waiting for a bulkhead slot.'),
-  spec('fallbacks_total', 'counter', ['route', 'upstream', 'kind'], 'Fallbacks served, by kind (upstream or response).'),
+  spec('fallbacks_total', 'counter', ['route', 'upstream', 'kind'], 'Fallbacks served, by kind (cache, upstream or response).'),
   spec('inflight_requests', 'gauge', ['listener'], 'Requests in progress on a listener.'),
   spec('config_reloads_total', 'counter', ['result'], 'Config reloads, by result (success, failure, unchanged).'),
   spec('config_last_reload_success_timestamp_seconds', 'gauge', [], 'Unix time the running config was loaded.'),
@@ -59,4 +59,7 @@ export const CATALOGUE: readonly MetricSpec[] = Object.freeze([
   spec('tls_reloads_total', 'counter', ['upstream', 'result'], 'Rotations of an upstream’s TLS files: success (new connections use them) or failure (refused, the files in use are kept).'),
   // SPEC §10.2: gRPC calls by the status their client got; the label holds one of the 17 code names (a code outside 0–16 counts as unknown).
   spec('grpc_responses_total', 'counter', ['route', 'upstream', 'grpc_status'], 'gRPC calls answered, by the grpc-status the client got (ok, cancelled, unknown, ..., unavailable, unauthenticated): the upstream’s, or breakwater’s own.'),
+  // SPEC §11.2: the stale-if-error cache.
+  spec('cache_hits_total', 'counter', ['route', 'upstream', 'result'], 'Requests answered from a route’s stale-if-error cache: stale (the upstream failed) or fresh (serveFresh, the upstream not asked).'),
+  spec('cache_evictions_total', 'counter', ['route', 'upstream'], 'Stored responses evicted from a route’s cache to keep it within maxEntries and maxBytes.'),
 ]);

@@ -195,6 +195,8 @@ export class Families {
   readonly tunnelsActive: ValueFamily;
   readonly tlsReloads: ValueFamily;
   readonly grpcResponses: ValueFamily;
+  readonly cacheHits: ValueFamily;
+  readonly cacheEvictions: ValueFamily;
   readonly all: readonly Family<Cell | HistogramCell>[];
 
   constructor() {
@@ -236,6 +238,8 @@ export class Families {
     this.tunnelsActive = value('connect_tunnels_active');
     this.tlsReloads = value('tls_reloads_total');
     this.grpcResponses = value('grpc_responses_total');
+    this.cacheHits = value('cache_hits_total');
+    this.cacheEvictions = value('cache_evictions_total');
     if (all.length !== CATALOGUE.length) throw new Error('every catalogue entry needs a family');
     this.all = all;
   }

@@ -68,6 +68,8 @@ describe('Metrics (SPEC §8)', () => {
       connect_tunnels_active: ['gauge', ['upstream']],
       tls_reloads_total: ['counter', ['upstream', 'result']],
       grpc_responses_total: ['counter', ['route', 'upstream', 'grpc_status']],
+      cache_hits_total: ['counter', ['route', 'upstream', 'result']],
+      cache_evictions_total: ['counter', ['route', 'upstream']],
     };
     assert.deepEqual(
       Object.fromEntries(CATALOGUE.map((s) => [s.name, [s.type, [...s.labels]]])),
