@@ -26,6 +26,8 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { FallbackTrigger } from '../../config/types.ts';
 import { connectionListed, isHopByHop } from '../../http/hop-by-hop.ts';
 import { rewriteLocation } from '../../http/response-headers.ts';
+import { ERRORS } from '../../errors.ts';
+import { errorCodeFor } from '../../pipeline/classify.ts';
 import type { Exchange } from '../../pipeline/exchange.ts';
 import type { Handler, Layer, Reply, StaticReply } from '../../pipeline/handler.ts';
 import type { BodyTap, UpstreamResponse } from '../../pipeline/upstream-response.ts';
@@ -107,11 +109,17 @@ export function cacheLayer(p: CacheParams): Layer {
         if (method === 'GET' && reply.type === 'upstream' && reply.status !== 0) tapIfStorable(ex, url, reply);
         return reply;
       }
+      if (reply.type === 'static') return reply; // a static answer never fires
       const e = store.lookup(url, req);
       if (e === null) return reply;
       const now = Date.now();
       if (ageOf(e, now) > e.lifetime + e.staleWindow) return reply;
-      if (reply.type === 'upstream') reply.discard();
+      // The log says what the cache answered for (the flag the failure would have rendered).
+      const flag = ERRORS[reply.type === 'failure' ? reply.code : errorCodeFor(reply.kind)].flag;
+      if (reply.type === 'upstream') {
+        if (reply.status === 0 && flag !== null) ex.flag(flag);
+        reply.discard();
+      } else if (flag !== null) ex.flag(flag);
       return serve(ex, e, now, true);
     };
 }

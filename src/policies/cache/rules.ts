@@ -174,7 +174,7 @@ export function staleWindow(d: Readonly<Directives>, routeWindow: number): numbe
  * The response's age when it was received, ms (RFC 9111 §4.2.3, with the
  * request's delay taken as nil): the larger of its `Age` and how long ago
  * its `Date` says it was made. `Date` has whole seconds, so its share is
- * rounded down, not up: a response made 300 ms ago is not one second old.
+ * rounded down to whole seconds, as `Age` is.
  */
 export function initialAge(res: IncomingHttpHeaders, now: number): number {
   const age = deltaSeconds(one(res.age) ?? '');
