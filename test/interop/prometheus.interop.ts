@@ -156,6 +156,7 @@ listeners:
   - { name: degraded, address: 127.0.0.1:0, upstream: degraded }
   - { name: rerouted, address: 127.0.0.1:0, upstream: rerouted }
   - { name: grpc, address: 127.0.0.1:0, upstream: grpc }
+  - { name: cached, address: 127.0.0.1:0, routes: [{ name: cached, upstream: cachy, cache: { maxEntries: 1 } }] }
   - name: egress
     address: 127.0.0.1:0
     routes:
@@ -197,6 +198,9 @@ upstreams:
     url: "${o['grpc']}"
     protocol: h2c
     retry: { maxRetries: 0 }
+  cachy:
+    url: "${o['onceOnly']}"
+    retry: { backoff: { base: 1ms, max: 2ms } }
 `;
 
 /** One unary method on raw bytes: a gRPC call whose messages are opaque. */
@@ -251,7 +255,13 @@ describe('a real Prometheus scraping breakwater', { skip: skipUnless(PEERS.prome
       });
     for (let i = 0; i < 3; i++) assert.equal(await call('ok'), null);
     assert.equal((await call('fail'))?.code, grpc.status.UNAVAILABLE);
+    // The stale-if-error cache (maxEntries 1): b evicts a, then b's failure is answered from the cache.
+    cacheRound++;
+    assert.equal((await get('cached', `/${cacheRound}/a`)).status, 200);
+    assert.equal((await get('cached', `/${cacheRound}/b`)).status, 200);
+    assert.equal((await get('cached', `/${cacheRound}/b`)).headers['x-breakwater-fallback'], 'cache');
   }
+  let cacheRound = 0;
 
   before(async () => {
     requirePeers(PEERS.prometheus, PEERS.curl);
@@ -286,7 +296,10 @@ describe('a real Prometheus scraping breakwater', { skip: skipUnless(PEERS.prome
       grpcServer!.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
     );
     let flakyN = 0;
+    const seen = new Set<string>();
     origins = {
+      // Each URL answers once (a storable 200), then 503 for good.
+      onceOnly: await start((req) => (seen.has(req.url) ? { status: 503 } : (seen.add(req.url), { status: 200, body: 'once', headers: { 'cache-control': 'max-age=0' } }))),
       grpc: `http://127.0.0.1:${grpcPort}`,
       secure: `https://localhost:${(secure.address() as { port: number }).port}`,
       ca: ca.certFile,
