@@ -246,7 +246,7 @@ export const fallbackSchema = object(
 /** SPEC §11.2: a route's stale-if-error cache (policies/cache/). */
 export const cacheSchema = object(
   {
-    maxEntries: integer({ min: 1, max: 1_000_000 }, { default: 1000, description: 'URLs kept (each with up to 8 Vary variants); beyond it the least recently used URL is evicted.' }),
+    maxEntries: integer({ min: 1, max: 100_000 }, { default: 1000, description: 'URLs kept (each with up to 8 Vary variants); beyond it the least recently used URL is evicted. Its index (about 24 bytes per entry) is allocated up front.' }),
     maxBytes: size({ min: 1 }, { default: '16MiB', description: 'Bytes kept (bodies and headers of every stored response); beyond it the least recently used are evicted.' }),
     maxEntrySize: size({ min: 1 }, { default: '1MiB', description: 'Largest stored response (body and headers); larger ones pass through unstored. Capped at maxBytes.' }),
     staleIfError: duration({}, {

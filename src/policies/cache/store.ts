@@ -16,6 +16,10 @@
  * oldest goes), so a header with endless values cannot grow one URL without
  * bound; its bytes count in full against `maxBytes`.
  *
+ * NOTE: lru-cache allocates its index for `max` entries up front (two
+ * arrays and two typed arrays, about 24 bytes an entry), which is why the
+ * schema caps maxEntries at 100,000 (~2.4 MB for a route at the cap).
+ *
  * State that outlives reloads (runtime/state.ts): a reload that keeps the
  * route keeps its store; new bounds are applied by `update()` at commit,
  * carrying the entries over in their recency order.
