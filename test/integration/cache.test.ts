@@ -4,7 +4,13 @@ import { request } from '../helpers/http.ts';
 import { assertNoLeaks, snapshotHandles } from '../helpers/leaks.ts';
 import { startProxy, type LogLine, type TestProxy } from '../helpers/proxy.ts';
 import { startUpstream, type Step, type Upstream } from '../helpers/upstream.ts';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { sleep, waitFor } from '../helpers/wait.ts';
+
+// A full GC on demand, to see what the process still holds after evictions.
+v8.setFlagsFromString('--expose-gc');
+const gc = vm.runInNewContext('gc') as () => void;
 
 function series(text: string, name: string, labels: Record<string, string>): number {
   for (const line of text.split('\n')) {
@@ -263,10 +269,19 @@ upstreams:
 
   it('stays within maxBytes with large bodies, evicting the least recently used (counted)', async () => {
     const MiB = 1024 * 1024;
-    for (let i = 0; i < 50; i++) plan.set(`/small/${i}`, { status: 200, body: Buffer.alloc(MiB, 97 + (i % 26)), headers: { 'cache-control': 'max-age=0' } });
+    const body = Buffer.alloc(MiB, 97); // one buffer for every step: the test itself keeps 1 MiB, not 50
+    for (let i = 0; i < 50; i++) plan.set(`/small/${i}`, { status: 200, body, headers: { 'cache-control': 'max-age=0' } });
     for (let i = 0; i < 50; i++) assert.equal((await get(`/small/${i}`)).body.length, MiB);
     const store = px.proxy.registry.caches.get('route:small')!;
     assert.ok(store.bytes <= 4 * MiB, `accounted ${store.bytes} bytes`);
+    // And the process does not keep what was evicted: after a full GC the
+    // buffers alive are the 3 stored bodies, the test's one, and small change
+    // (50 MiB if evicted bodies were retained anywhere).
+    await sleep(50);
+    gc();
+    gc();
+    const external = process.memoryUsage().arrayBuffers;
+    assert.ok(external < 12 * MiB, `${(external / MiB).toFixed(1)} MiB of buffers alive after GC`);
     assert.equal(store.entries, 3, 'three 1 MiB responses (with their headers) fit in 4 MiB');
     const evicted = series(await metrics(), 'breakwater_cache_evictions_total', { route: 'small', upstream: 'api' });
     assert.equal(evicted, 47);
