@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import http from 'node:http';
+import http2 from 'node:http2';
 import { after, before, describe, it } from 'node:test';
 import { request } from '../helpers/http.ts';
 import { assertNoLeaks, snapshotHandles } from '../helpers/leaks.ts';
@@ -204,6 +206,47 @@ upstreams:
     await get('/cut').catch(() => {});
     plan.set('/cut', FAIL);
     assert.equal((await get('/cut')).status, 503);
+  });
+
+  it('stores nothing when the client goes away mid-body', async () => {
+    plan.set('/abandoned', { status: 200, chunks: ['a'.repeat(100), 'b'.repeat(100), 'c'], chunkIntervalMs: 200, headers: { 'cache-control': 'max-age=0' } });
+    await new Promise<void>((resolve, reject) => {
+      const req = http.get(`${px.url('main')}/abandoned`, (res) => {
+        res.once('data', () => {
+          req.destroy();
+          resolve();
+        });
+      });
+      req.on('error', (err) => ((err as NodeJS.ErrnoException).code === 'ECONNRESET' ? undefined : reject(err)));
+    });
+    await waitFor('the abandoned request to be logged', () => px.requests().some((l) => l.path === '/abandoned' && (l.flags as string[] | null)?.includes('client_abort') === true));
+    plan.set('/abandoned', FAIL);
+    assert.equal((await get('/abandoned')).status, 503);
+  });
+
+  it('answers an HTTP/2 (h2c) client from the cache too', async () => {
+    plan.set('/h2', ok('over h2', { 'content-type': 'text/plain', link: ['</a>; rel=preload', '</b>; rel=preload'] }));
+    await get('/h2');
+    plan.set('/h2', FAIL);
+    const session = http2.connect(px.url('main'));
+    try {
+      const { head, body } = await new Promise<{ head: http2.IncomingHttpHeaders; body: string }>((resolve, reject) => {
+        const s = session.request({ ':path': '/h2' });
+        let head: http2.IncomingHttpHeaders = {};
+        let body = '';
+        s.on('response', (h) => (head = h));
+        s.setEncoding('utf8');
+        s.on('data', (c: string) => (body += c));
+        s.on('end', () => resolve({ head, body }));
+        s.on('error', reject);
+      });
+      assert.equal(head[':status'], 200);
+      assert.equal(body, 'over h2');
+      assert.equal(head['x-breakwater-fallback'], 'cache');
+      assert.equal(head.link, '</a>; rel=preload, </b>; rel=preload');
+    } finally {
+      session.close();
+    }
   });
 
   it('serveFresh: a fresh stored response answers without the upstream; no-cache asks it', async () => {
