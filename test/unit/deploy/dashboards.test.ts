@@ -492,6 +492,7 @@ describe('deploy/prometheus/breakwater-rules.yaml', () => {
       'BreakwaterMetricsAbsent',
       'BreakwaterRetryBudgetExhausted',
       'BreakwaterRouteErrorRatioHigh',
+      'BreakwaterServingStale',
       'BreakwaterTargetDown',
     ]);
     const uses = (alert: string, what: RegExp) =>
@@ -503,6 +504,7 @@ describe('deploy/prometheus/breakwater-rules.yaml', () => {
     uses('BreakwaterTargetDown', /\bup == 0/);
     uses('BreakwaterMetricsAbsent', /absent\(/);
     uses('BreakwaterBulkheadSaturated', /bulkhead/);
+    uses('BreakwaterServingStale', /breakwater_cache_hits_total\{result="stale"\}/);
     assert.equal(checked.alerts.find((a) => a.alert === 'BreakwaterCircuitOpen')!.for, '5m');
   });
 });
