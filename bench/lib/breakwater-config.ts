@@ -33,6 +33,25 @@ upstreams:
 `;
 }
 
+/**
+ * plainConfig with a stale-if-error cache on its route (SPEC §11.2), never
+ * triggered: the target's 200 carries no Cache-Control, so every response is
+ * storable and stored (the cache's whole success-path cost: the tap, the
+ * one copy of the body, the LRU set), and nothing ever fails.
+ */
+export function cacheConfig(p: Ports): string {
+  return `${head(p, false)}listeners:
+  - name: bench
+    address: 127.0.0.1:${p.proxyPort}
+    routes:
+      - { name: cached, upstream: target, cache: {} }
+upstreams:
+  target:
+    url: ${p.targetUrl}
+    pool: { connections: ${p.connections}, keepAlive: 30s }
+`;
+}
+
 /** Every policy of SPEC §4 on, none of them tripping: rate far above the load, bulkhead far above the connections. */
 export function allPoliciesConfig(p: Ports, accessLog: boolean): string {
   return `${head(p, accessLog)}listeners:

@@ -110,6 +110,20 @@ upstreams:
     assert.equal(series(m, 'breakwater_cache_hits_total', { route: 'main', upstream: 'api', result: 'stale' }), 1);
   });
 
+  it('replaces a URL’s entry at most once a second', async () => {
+    plan.set('/refresh', ok('v1'));
+    await get('/refresh');
+    plan.set('/refresh', ok('v2'));
+    assert.equal((await get('/refresh')).body, 'v2', 'the client gets the new answer…');
+    plan.set('/refresh', FAIL);
+    assert.equal((await get('/refresh')).body, 'v1', '…the entry, stored less than a second ago, is kept');
+    await sleep(1200);
+    plan.set('/refresh', ok('v3'));
+    await get('/refresh');
+    plan.set('/refresh', FAIL);
+    assert.equal((await get('/refresh')).body, 'v3');
+  });
+
   it('does not serve a response once its stale window has passed', async () => {
     plan.set('/short/x', ok('old'));
     assert.equal((await get('/short/x')).body, 'old');
@@ -120,6 +134,7 @@ upstreams:
     assert.equal(r.status, 503);
     assert.equal(r.body, 'down');
     assert.equal(r.headers['x-breakwater-fallback'], undefined);
+    assert.equal(px.proxy.registry.caches.get('route:short')!.lookup('127.0.0.1\u0000/short/x', {}), null, 'the expired entry was dropped');
   });
 
   it('a response’s own stale-if-error widens the window; max-age adds to it', async () => {

@@ -8,7 +8,8 @@
  *   tapped as it streams to the client (UpstreamResponse.tap: each chunk
  *   kept by reference, copied once into one buffer when the body is
  *   complete) and stored; a body that does not complete stores nothing. A
- *   response that may not be stored costs one Cache-Control parse.
+ *   response that may not be stored costs one Cache-Control parse; a
+ *   variant stored less than REFRESH_MS ago is not replaced (a lookup).
  * - Failure path (the fallback's `on` list): the request's stored variant,
  *   if still within its stale window, answers with `Age`,
  *   `x-breakwater-fallback: cache` and the flags `fallback` and
@@ -32,7 +33,7 @@ import type { Exchange } from '../../pipeline/exchange.ts';
 import type { Handler, Layer, Reply, StaticReply } from '../../pipeline/handler.ts';
 import type { BodyTap, UpstreamResponse } from '../../pipeline/upstream-response.ts';
 import { fires } from '../fallback/fallback.ts';
-import { freshnessLifetime, initialAge, requestWantsUpstream, staleWindow, storable, varyKey, varyNames, type Directives } from './rules.ts';
+import { freshnessLifetime, httpDate, initialAge, requestWantsUpstream, staleWindow, storable, varyKey, varyNames, type Directives } from './rules.ts';
 import { ageOf, type ResponseCache, type StoredResponse } from './store.ts';
 
 export interface CacheMetrics {
@@ -50,13 +51,19 @@ export interface CacheParams {
   /** The failures a stored response answers: the route's fallback `on`, else the fallback built-ins. */
   readonly on: ReadonlySet<FallbackTrigger>;
   readonly metrics: CacheMetrics;
+  /** How often a URL variant's entry may be replaced, ms (built-in REFRESH_MS; 0: every answer is stored). */
+  readonly refreshMs?: number;
 }
+
+/** A stored variant younger than this is not replaced: a stale answer is at most this much older than the newest success. */
+export const REFRESH_MS = 1000;
 
 /** Per stored response: a fixed share for the objects around body and headers. */
 const ENTRY_OVERHEAD = 256;
 
 export function cacheLayer(p: CacheParams): Layer {
   const { store, on, metrics } = p;
+  const refreshMs = p.refreshMs ?? REFRESH_MS;
 
   /** The stored answer for `ex`, with its Age now. */
   const serve = (ex: Exchange, e: StoredResponse, now: number, stale: boolean): StaticReply => {
@@ -79,6 +86,12 @@ export function cacheLayer(p: CacheParams): Layer {
     if (res === null) return;
     const d = storable(ex.req.headers, reply.status, res);
     if (d === null) return;
+    if (refreshMs > 0) {
+      // A hot URL's entry is replaced at most once per refreshMs: storing
+      // every answer of a URL asked thousands of times a second buys nothing.
+      const e = store.lookup(url, ex.req.headers);
+      if (e !== null && Date.now() - e.storedAt < refreshMs) return;
+    }
     const cl = res['content-length'];
     if (cl !== undefined && Number(cl) > store.maxEntrySize) return;
     reply.tap(new Collector(store, metrics, url, ex, reply.status, res, d, p.staleIfError));
@@ -113,13 +126,18 @@ export function cacheLayer(p: CacheParams): Layer {
       const e = store.lookup(url, req);
       if (e === null) return reply;
       const now = Date.now();
-      if (ageOf(e, now) > e.lifetime + e.staleWindow) return reply;
-      // The log says what the cache answered for (the flag the failure would have rendered).
-      const flag = ERRORS[reply.type === 'failure' ? reply.code : errorCodeFor(reply.kind)].flag;
+      if (ageOf(e, now) > e.lifetime + e.staleWindow) {
+        // Past its window it can never answer again: its bytes go now, not when evicted.
+        store.remove(url, e);
+        return reply;
+      }
+      // The log says what the cache answered for: the flag the failure would have rendered.
+      let flag: string | null;
       if (reply.type === 'upstream') {
-        if (reply.status === 0 && flag !== null) ex.flag(flag);
+        flag = reply.status === 0 ? ERRORS[errorCodeFor(reply.kind)].flag : null;
         reply.discard();
-      } else if (flag !== null) ex.flag(flag);
+      } else flag = ERRORS[reply.code].flag;
+      if (flag !== null) ex.flag(flag);
       return serve(ex, e, now, true);
     };
 }
@@ -182,14 +200,15 @@ class Collector implements BodyTap {
     const at = this.#at;
     const d = this.#d;
     const ex = this.#ex;
+    const date = httpDate(res.date);
     this.#store.put(this.#url, {
       status: this.#status,
       headers,
       body: chunks.length === 1 ? Buffer.from(chunks[0]!) : Buffer.concat(chunks, this.#bytes),
       endpoint: ex.endpoint ?? '',
       storedAt: at,
-      initialAge: initialAge(res, at),
-      lifetime: freshnessLifetime(d, this.#status, res, at),
+      initialAge: initialAge(res, at, date),
+      lifetime: freshnessLifetime(d, this.#status, res, at, date),
       staleWindow: staleWindow(d, this.#routeWindow),
       noCache: d.noCache,
       vary,

@@ -119,7 +119,7 @@ function one(v: string | string[] | undefined): string | undefined {
 }
 
 /** An HTTP date to epoch ms, NaN when absent or invalid. */
-function httpDate(v: string | string[] | undefined): number {
+export function httpDate(v: string | string[] | undefined): number {
   const s = one(v);
   return s === undefined ? NaN : Date.parse(s);
 }
@@ -145,10 +145,9 @@ export function storable(req: IncomingHttpHeaders, status: number, res: Incoming
 }
 
 /** Freshness lifetime in ms (RFC 9111 §4.2.1), with the heuristic of §4.2.2 (10% of Last-Modified's age, at most a day). */
-export function freshnessLifetime(d: Readonly<Directives>, status: number, res: IncomingHttpHeaders, now: number): number {
+export function freshnessLifetime(d: Readonly<Directives>, status: number, res: IncomingHttpHeaders, now: number, date = httpDate(res.date)): number {
   if (d.sMaxAge >= 0) return d.sMaxAge * 1000;
   if (d.maxAge >= 0) return d.maxAge * 1000;
-  const date = httpDate(res.date);
   const base = Number.isNaN(date) ? now : date;
   if (res.expires !== undefined) {
     const exp = httpDate(res.expires);
@@ -176,9 +175,8 @@ export function staleWindow(d: Readonly<Directives>, routeWindow: number): numbe
  * its `Date` says it was made. `Date` has whole seconds, so its share is
  * rounded down to whole seconds, as `Age` is.
  */
-export function initialAge(res: IncomingHttpHeaders, now: number): number {
-  const age = deltaSeconds(one(res.age) ?? '');
-  const date = httpDate(res.date);
+export function initialAge(res: IncomingHttpHeaders, now: number, date = httpDate(res.date)): number {
+  const age = res.age === undefined ? -1 : deltaSeconds(one(res.age) ?? '');
   const apparent = Number.isNaN(date) ? 0 : Math.max(0, Math.floor((now - date) / 1000) * 1000);
   return Math.max(age < 0 ? 0 : age * 1000, apparent);
 }

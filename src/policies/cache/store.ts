@@ -135,6 +135,18 @@ export class ResponseCache {
     this.#lru.set(url, { list, size });
   }
 
+  /** Drops one stored variant (past its stale window: it can never answer again). */
+  remove(url: string, e: StoredResponse): void {
+    const v = this.#lru.peek(url);
+    if (v === undefined || !v.list.includes(e)) return;
+    if (v.list.length === 1) {
+      this.#lru.delete(url);
+      return;
+    }
+    const list = v.list.filter((x) => x !== e);
+    this.#lru.set(url, { list, size: v.size - e.size });
+  }
+
   /** Drops a URL (an unsafe method succeeded on it: RFC 9111 §4.4). */
   delete(url: string): void {
     this.#lru.delete(url);

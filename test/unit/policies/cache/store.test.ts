@@ -70,6 +70,25 @@ describe('ResponseCache', () => {
     assert.equal(c.entries, 1);
   });
 
+  it('removes one variant, or the URL with its last, giving back its bytes', () => {
+    const c = new ResponseCache({ maxEntries: 10, maxBytes: MiB, maxEntrySize: MiB });
+    const vary = varyNames('accept');
+    const a = entry(Buffer.alloc(1000), { vary, varyKey: varyKey(vary, { accept: 'a' }) });
+    const b = entry(Buffer.alloc(1000), { vary, varyKey: varyKey(vary, { accept: 'b' }) });
+    c.put('/v', a);
+    c.put('/v', b);
+    const both = c.bytes;
+    c.remove('/v', a);
+    assert.equal(c.bytes, both - a.size);
+    assert.equal(c.lookup('/v', { accept: 'a' }), null);
+    assert.equal(c.lookup('/v', { accept: 'b' }), b);
+    c.remove('/v', a);
+    assert.equal(c.bytes, both - a.size, 'removing twice is a no-op');
+    c.remove('/v', b);
+    assert.equal(c.entries, 0);
+    assert.equal(c.bytes, 0);
+  });
+
   it('starts a URL over when its Vary names change', () => {
     const c = new ResponseCache({ maxEntries: 10, maxBytes: MiB, maxEntrySize: MiB });
     c.put('/v', entry(Buffer.from('plain')));
