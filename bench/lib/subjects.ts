@@ -397,7 +397,7 @@ export function passthroughSubjects(ctx: BenchContext, refs: References, withBre
     if (shipped.note !== null && (ctx.settings.only === null || ctx.settings.only.has('breakwater-shipped'))) progress(shipped.note);
     list.push(
       breakwater(ctx, 'breakwater', 'breakwater, plain forwarding', plainConfig(p)),
-      breakwater(ctx, 'breakwater-cache', 'breakwater, plain + cache (every response stored)', cacheConfig(p)),
+      breakwater(ctx, 'breakwater-cache', 'breakwater, plain + stale-if-error cache (never triggered)', cacheConfig(p)),
       breakwater(ctx, 'breakwater-policies', 'breakwater, all policies on', allPoliciesConfig(p, false)),
       breakwater(ctx, 'breakwater-policies-log', 'breakwater, all policies + access log', allPoliciesConfig(p, true), {
         accessLogFile: join(ctx.tmp, 'access.log'),
