@@ -33,6 +33,26 @@ upstreams:
 `;
 }
 
+/**
+ * plainConfig with a stale-if-error cache on its route (SPEC §11.2), never
+ * triggered: the target's 200 carries no Cache-Control, so every response is
+ * storable (a Cache-Control parse and, the bench's one URL being hot, a
+ * lookup; its entry is replaced once a second), and nothing ever fails.
+ * bench/cache-micro.ts measures the worst case, every response stored.
+ */
+export function cacheConfig(p: Ports): string {
+  return `${head(p, false)}listeners:
+  - name: bench
+    address: 127.0.0.1:${p.proxyPort}
+    routes:
+      - { name: cached, upstream: target, cache: {} }
+upstreams:
+  target:
+    url: ${p.targetUrl}
+    pool: { connections: ${p.connections}, keepAlive: 30s }
+`;
+}
+
 /** Every policy of SPEC §4 on, none of them tripping: rate far above the load, bulkhead far above the connections. */
 export function allPoliciesConfig(p: Ports, accessLog: boolean): string {
   return `${head(p, accessLog)}listeners:

@@ -7,7 +7,7 @@
 import { closeSync, existsSync, openSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { basename, join } from 'node:path';
-import { allPoliciesConfig, plainConfig, type Ports } from './breakwater-config.ts';
+import { allPoliciesConfig, cacheConfig, plainConfig, type Ports } from './breakwater-config.ts';
 import { findExecutable, spawnChild, stopChild, waitUntilServing, type Child, type Probe } from './procs.ts';
 import { progress } from './report.ts';
 import type { Settings } from './settings.ts';
@@ -397,6 +397,7 @@ export function passthroughSubjects(ctx: BenchContext, refs: References, withBre
     if (shipped.note !== null && (ctx.settings.only === null || ctx.settings.only.has('breakwater-shipped'))) progress(shipped.note);
     list.push(
       breakwater(ctx, 'breakwater', 'breakwater, plain forwarding', plainConfig(p)),
+      breakwater(ctx, 'breakwater-cache', 'breakwater, plain + stale-if-error cache (never triggered)', cacheConfig(p)),
       breakwater(ctx, 'breakwater-policies', 'breakwater, all policies on', allPoliciesConfig(p, false)),
       breakwater(ctx, 'breakwater-policies-log', 'breakwater, all policies + access log', allPoliciesConfig(p, true), {
         accessLogFile: join(ctx.tmp, 'access.log'),

@@ -7,6 +7,7 @@
  * nothing shares its upstream's PolicySet object, so a file with a thousand
  * upstreams costs a thousand merges.
  */
+import { compileCache } from './cache.ts';
 import { fieldOf } from './dsl.ts';
 import { FrozenMap, FrozenSet } from './freeze.ts';
 import { builtIn, withBuiltIns, type Layer } from './merge.ts';
@@ -79,7 +80,7 @@ export function compile(raw: RawConfig, baseDir: string = process.cwd()): Compil
     if (L.upstream !== undefined) {
       // The shorthand: one catch-all route named like the listener.
       const policy = need(shared.get(L.upstream), `upstream ${L.upstream}`);
-      routes.push({ name, match: MATCH_ALL, upstream: L.upstream, stripPrefix: false, allowConnect: false, policy, rateLimit: null, deadLetter: null });
+      routes.push({ name, match: MATCH_ALL, upstream: L.upstream, stripPrefix: false, allowConnect: false, policy, rateLimit: null, deadLetter: null, cache: null });
     } else {
       need(L.routes, 'routes').forEach((r, j) => {
         const path = `listeners[${i}].routes[${j}]`;
@@ -180,5 +181,6 @@ function compileRoute(
     // The route's own bucket: not merged with the upstream's, which is a bucket of its own.
     rateLimit: compileRateLimit([layer(`${path}.rateLimit`, r.rateLimit)]),
     deadLetter: compileDeadLetter([layer(`${path}.deadLetter`, r.deadLetter)]),
+    cache: compileCache(r.cache),
   };
 }

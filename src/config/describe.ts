@@ -11,6 +11,7 @@ import type {
   BulkheadConfig,
   CircuitBreakerConfig,
   ConditionSet,
+  CacheConfig,
   FallbackConfig,
   RateLimitConfig,
   RetryConfig,
@@ -95,6 +96,7 @@ function policyLines(u: UpstreamConfig, r: RouteConfig | null, line: (label: str
   line('fallback', describeFallback(p.fallback));
   // Shown only where it is on: most routes never spool.
   if (r !== null && r.deadLetter !== null) line('deadLetter', describeDeadLetter(r.deadLetter));
+  if (r !== null && r.cache !== null) line('cache', describeCache(r.cache));
 }
 
 /** SPEC §11.1, with every effective value: where, how much, on what, how it answers and replays. */
@@ -186,6 +188,15 @@ export function describeFallback(f: FallbackConfig | null): string {
   if (f.response !== null) to.push(`static ${f.response.status} response`);
   const on = f.on.size === 0 ? 'never (on is empty)' : [...f.on].join(', ');
   return `${to.join(', then ')} on ${on}`;
+}
+
+export function describeCache(c: CacheConfig | null): string {
+  if (c === null) return 'off';
+  const fresh = c.serveFresh ? 'fresh ones served without asking the upstream, stale ones' : 'served';
+  return (
+    `GET/HEAD, up to ${c.maxEntries} URLs and ${formatSize(c.maxBytes)} (${formatSize(c.maxEntrySize)} each); ` +
+    `${fresh} on upstream failure up to ${formatDuration(c.staleIfError)} stale (or the response's own stale-if-error)`
+  );
 }
 
 function round(n: number): string {

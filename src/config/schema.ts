@@ -269,6 +269,25 @@ export const deadLetterSchema = object(
   { ref: 'deadLetter', offUnlessPresent: true, description: 'Dead-letter spool (SPEC §11.1): failed requests with a body-bearing method are stored durably before the client is answered, and replayed later. Off unless present; {} turns it on with the built-ins.' },
 );
 
+/** SPEC §11.2: a route's stale-if-error cache (policies/cache/). */
+export const cacheSchema = object(
+  {
+    maxEntries: integer({ min: 1, max: 100_000 }, { default: 1000, description: 'URLs kept (each with up to 8 Vary variants); beyond it the least recently used URL is evicted. Its index (about 24 bytes per entry) is allocated up front.' }),
+    maxBytes: size({ min: 1 }, { default: '16MiB', description: 'Bytes kept (bodies and headers of every stored response); beyond it the least recently used are evicted.' }),
+    maxEntrySize: size({ min: 1 }, { default: '1MiB', description: 'Largest stored response (body and headers); larger ones pass through unstored. Capped at maxBytes.' }),
+    staleIfError: duration({}, {
+      default: '5m',
+      description: 'How long after a stored response becomes stale it may still be served when the upstream fails; a response’s own Cache-Control stale-if-error (RFC 5861) takes precedence.',
+    }),
+    serveFresh: boolean({ default: false, description: 'Serve a fresh stored response without asking the upstream (an ordinary shared cache); false: the cache answers only when the upstream fails.' }),
+  },
+  {
+    ref: 'cache',
+    offUnlessPresent: true,
+    description: 'Stale-if-error cache of GET/HEAD responses (RFC 9111 storage rules), served when the upstream fails as the fallback on list says, before fallback.upstream and fallback.response. Off unless present; {} turns it on with the built-ins.',
+  },
+);
+
 // ---- structure (SPEC §2) -----------------------------------------------------
 
 const ROUTE_BREAKER_MESSAGE =
@@ -300,6 +319,7 @@ export const routeSchema = object(
     fallback: fallbackSchema,
     rateLimit: rateLimitSchema,
     deadLetter: deadLetterSchema,
+    cache: cacheSchema,
     circuitBreaker: forbidden(ROUTE_BREAKER_MESSAGE),
     bulkhead: forbidden(ROUTE_BULKHEAD_MESSAGE),
   },
@@ -450,6 +470,7 @@ export type RawCircuitBreaker = TypeOf<typeof circuitBreakerSchema>;
 export type RawBulkhead = TypeOf<typeof bulkheadSchema>;
 export type RawRateLimit = TypeOf<typeof rateLimitSchema>;
 export type RawFallback = TypeOf<typeof fallbackSchema>;
+export type RawCache = TypeOf<typeof cacheSchema>;
 export type RawTls = TypeOf<typeof tlsSchema>;
 export type RawDefaults = TypeOf<typeof defaultsSchema>;
 export type RawDeadLetter = TypeOf<typeof deadLetterSchema>;

@@ -146,6 +146,16 @@ export interface FallbackConfig {
   readonly on: ReadonlySet<FallbackTrigger>;
 }
 
+/** A route's stale-if-error cache (SPEC §11.2); sizes in bytes, durations in ms. */
+export interface CacheConfig {
+  readonly maxEntries: number;
+  readonly maxBytes: Bytes;
+  /** Already capped at maxBytes. */
+  readonly maxEntrySize: Bytes;
+  readonly staleIfError: Millis;
+  readonly serveFresh: boolean;
+}
+
 /** The policies that apply to one request on one route (already merged). */
 export interface PolicySet {
   readonly timeout: TimeoutConfig;
@@ -267,6 +277,8 @@ export interface RouteConfig {
   readonly rateLimit: RateLimitConfig | null;
   /** Dead-letter spool (SPEC §11.1); null: off. */
   readonly deadLetter: DeadLetterConfig | null;
+  /** The route's stale-if-error cache (SPEC §11.2); null when the route sets none. */
+  readonly cache: CacheConfig | null;
 }
 
 export interface ListenerAddress {

@@ -118,7 +118,7 @@ async function spool(p: SpoolStepParams, ex: Exchange, reply: Reply, reason: str
       status: 202,
       headers: { 'content-type': 'application/json', [DEAD_LETTER_HEADER]: id },
       body: JSON.stringify({ deadLetter: id }),
-      notFallback: true,
+      fallback: null,
     };
     return accepted;
   }

@@ -35,9 +35,14 @@ export function respond(ex: Exchange, reply: Reply): void {
   if (reply.type === 'static') {
     ex.status = reply.status;
     if (ex.grpc) ex.grpcStatus = staticGrpcStatus(reply.status, reply.headers);
-    ex.bytesOut = Buffer.byteLength(reply.body);
-    const headers: Record<string, string | number> = { ...reply.headers, 'x-request-id': ex.requestId, 'content-length': ex.bytesOut };
-    if (reply.notFallback !== true) headers['x-breakwater-fallback'] = 'response';
+    const length = typeof reply.body === 'string' ? Buffer.byteLength(reply.body) : reply.body.length;
+    // A HEAD answer says how long the GET's body is, and sends none (node drops it).
+    ex.bytesOut = ex.method === 'HEAD' ? 0 : length;
+    const fallback = reply.fallback === undefined ? 'response' : reply.fallback;
+    const headers: Record<string, string | string[] | number> = { ...reply.headers, 'x-request-id': ex.requestId };
+    if (fallback !== null) headers['x-breakwater-fallback'] = fallback;
+    // No Content-Length on a 204 or 304 (RFC 9110 §8.6): a stored one may be served.
+    if (reply.status !== 204 && reply.status !== 304) headers['content-length'] = length;
     res.writeHead(reply.status, headers);
     res.end(reply.body);
     return;
@@ -126,7 +131,7 @@ function renderGrpcFailure(ex: Exchange, code: ErrorCode, retryAfterMs: number, 
 }
 
 /** A static fallback answer to a gRPC call: its own `grpc-status`, else what a gRPC client derives from its HTTP status. */
-function staticGrpcStatus(status: number, headers: Readonly<Record<string, string>>): number | null {
+function staticGrpcStatus(status: number, headers: Readonly<Record<string, string | string[]>>): number | null {
   const g = parseGrpcStatus(headers['grpc-status']);
   if (g !== NO_GRPC_STATUS) return g;
   return status === 200 ? null : grpcStatusFromHttp(status);

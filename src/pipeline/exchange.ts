@@ -102,8 +102,8 @@ export class Exchange {
   bytesOut = 0;
   /** The request body went over the listener's `bodySize` while streaming upstream: answer 413, not the attempt's failure. */
   bodyTooLarge = false;
-  /** Set when a fallback served this request (x-breakwater-fallback). */
-  fallback: 'upstream' | 'response' | null = null;
+  /** Set when a fallback served this request (x-breakwater-fallback); `cache`: a stale stored response (SPEC §11.2). */
+  fallback: 'upstream' | 'response' | 'cache' | null = null;
   /** The client went away before the response was complete. */
   clientAborted = false;
   finished = false;

@@ -7,14 +7,14 @@ import type { Failure } from '../errors.ts';
 import type { Exchange } from './exchange.ts';
 import type { UpstreamResponse } from './upstream-response.ts';
 
-/** A static answer: a fallback `response` block. */
+/** A static answer: a fallback `response` block, or a stored response (policies/cache/). */
 export interface StaticReply {
   readonly type: 'static';
   readonly status: number;
-  readonly headers: Readonly<Record<string, string>>;
-  readonly body: string;
-  /** Not a fallback's answer (the dead-letter spool's 202): no `x-breakwater-fallback`. */
-  readonly notFallback?: true;
+  readonly headers: Readonly<Record<string, string | string[]>>;
+  readonly body: string | Buffer;
+  /** Its `x-breakwater-fallback` value: absent, `response`; `cache`, a stale stored response; null, none (a fresh stored response, the dead-letter spool's 202). */
+  readonly fallback?: 'cache' | null;
 }
 
 /** What a handler produces: an upstream response to commit or discard, a static answer, or a failure to render. */

@@ -42,4 +42,18 @@ export interface UpstreamResponse {
   discard(): void;
   /** Send this response to the exchange's client. Called at most once, by the rescue point. */
   commitTo(ex: Exchange): void;
+  /**
+   * Also hand the body to `tap` as it streams to the client (the
+   * stale-if-error cache stores it): each chunk as relayed, then `end()`
+   * once the whole body arrived. A body that does not complete (reset,
+   * idle timeout, client gone, discarded) never ends the tap. Only while
+   * the response is held, before commit; a no-op otherwise.
+   */
+  tap(tap: BodyTap): void;
+}
+
+/** What `UpstreamResponse.tap` feeds. */
+export interface BodyTap {
+  data(chunk: Buffer): void;
+  end(): void;
 }

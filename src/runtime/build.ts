@@ -7,7 +7,8 @@
  * discards it otherwise, and `breakwater validate` builds and discards, so
  * it catches everything a reload would.
  */
-import type { BreakwaterConfig, ListenerConfig, PolicySet, RouteConfig, UpstreamConfig } from '../config/types.ts';
+import { BUILTIN_FALLBACK_ON } from '../config/schema.ts';
+import type { BreakwaterConfig, FallbackTrigger, ListenerConfig, PolicySet, RouteConfig, UpstreamConfig } from '../config/types.ts';
 import { renderFailure } from '../http/respond.ts';
 import { Router } from '../http/router.ts';
 import type { ExchangeObserver, ListenerRoutes, RouteEntry } from '../http/server.ts';
@@ -33,6 +34,8 @@ import { StatePlan } from './plan.ts';
 import { routeStack, upstreamStack, type RouteParts } from './route-stack.ts';
 
 type FallbackStep = NonNullable<RouteParts['fallback']>;
+/** A route with a cache and no fallback block: the cache answers the fallback's built-in `on` failures. */
+const BUILTIN_ON: ReadonlySet<FallbackTrigger> = new Set(BUILTIN_FALLBACK_ON);
 import type { Claims, StateRegistry } from './state.ts';
 
 export interface BuildDeps {
@@ -200,6 +203,15 @@ class Builder {
       bodySize: listener.limits.bodySize,
       underscores: listener.underscoreHeaders === 'allow',
       fallback: this.#fallback(listener.name, r.name, r.policy),
+      cache:
+        r.cache === null
+          ? null
+          : {
+              store: this.#state.cache(`route:${r.name}`, r.cache),
+              staleIfError: r.cache.staleIfError,
+              serveFresh: r.cache.serveFresh,
+              on: r.policy.fallback?.on ?? BUILTIN_ON,
+            },
       rateLimit: r.rateLimit === null || routeBucket === null ? null : { bucket: routeBucket, mode: r.rateLimit.mode, maxWait: r.rateLimit.maxWait },
       upstreamStack: up.handler,
       deadLetter: this.#deadLetter(r, u, up),

@@ -9,7 +9,8 @@
  * nothing needs rolling back.
  */
 import type { Pool } from 'undici';
-import type { BudgetConfig, BulkheadConfig, CircuitBreakerConfig, RateLimitConfig } from '../config/types.ts';
+import type { BudgetConfig, BulkheadConfig, CacheConfig, CircuitBreakerConfig, RateLimitConfig } from '../config/types.ts';
+import { ResponseCache } from '../policies/cache/store.ts';
 import type { CircuitBreaker } from '../policies/breaker/breaker.ts';
 import { Bulkhead } from '../policies/bulkhead/bulkhead.ts';
 import { TokenBucket } from '../policies/rate-limit/token-bucket.ts';
@@ -30,6 +31,7 @@ export class StatePlan {
   readonly #buckets = new Map<string, TokenBucket>();
   readonly #budgets = new Map<string, RetryBudget>();
   readonly #pools = new Map<string, Pool>();
+  readonly #caches = new Map<string, ResponseCache>();
   /** Threshold changes for live objects, applied by commit (keyed, so a name named twice is updated once). */
   readonly #updates = new Map<object, () => void>();
   #settled = false;
@@ -58,6 +60,12 @@ export class StatePlan {
     return this.#get(this.#registry.budgets, this.#budgets, key, cfg, () => new RetryBudget(cfg, this.#registry.clock));
   }
 
+  /** A route's stale-if-error cache (`route:NAME`): a kept route keeps its stored responses, under its new bounds. */
+  cache(key: string, cfg: CacheConfig): ResponseCache {
+    this.claims.caches.add(key);
+    return this.#get(this.#registry.caches, this.#caches, key, cfg, () => new ResponseCache(cfg));
+  }
+
   /** Pools are keyed by origin and options: an unchanged endpoint keeps its warm connections. */
   pool(origin: string, opts: PoolOptions): Pool {
     const key = poolKey(origin, opts);
@@ -78,6 +86,7 @@ export class StatePlan {
     for (const [key, b] of this.#buckets) r.buckets.set(key, b);
     for (const [key, b] of this.#budgets) r.budgets.set(key, b);
     for (const [key, p] of this.#pools) r.pools.set(key, p);
+    for (const [key, c] of this.#caches) r.caches.set(key, c);
     for (const apply of this.#updates.values()) apply();
   }
 

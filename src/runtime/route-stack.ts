@@ -28,6 +28,7 @@ import { breakerLayer } from '../policies/breaker/admission.ts';
 import type { BreakerGuard } from '../policies/breaker/permit.ts';
 import type { Bulkhead } from '../policies/bulkhead/bulkhead.ts';
 import { bulkheadLayer } from '../policies/bulkhead/layer.ts';
+import { cacheLayer, type CacheMetrics, type CacheParams } from '../policies/cache/layer.ts';
 import { fallbackLayer, type FallbackParams } from '../policies/fallback/fallback.ts';
 import { rateLimitLayer, type RateLimitParams } from '../policies/rate-limit/rate-limit.ts';
 import type { RetryBudget } from '../policies/retry/budget.ts';
@@ -48,6 +49,8 @@ export interface RouteParts {
   /** Header names with `_` pass (listener `underscoreHeaders: allow`). */
   readonly underscores: boolean;
   readonly fallback: Omit<FallbackParams, 'onFallback'> | null;
+  /** The route's stale-if-error cache (SPEC §11.2), or null. */
+  readonly cache: Omit<CacheParams, 'metrics'> | null;
   readonly rateLimit: Omit<RateLimitParams, 'onReject'> | null;
   /** The route's upstream: its own stack, below. */
   readonly upstreamStack: Handler;
@@ -86,6 +89,11 @@ export function routeStack(p: RouteParts): Handler {
       // fallback: outside every policy below, so that any refusal or failure
       // of theirs can trigger it (another upstream's stack, or a static answer).
       p.fallback === null ? null : fallbackLayer({ ...p.fallback, onFallback: (kind) => rm.fallback(kind) }),
+      // cache: inside the fallback, so a failure it can answer with a stored
+      // response never reaches fallback.upstream or .response (the cache is
+      // the first fallback kind); outside the rate limit, so a limited
+      // request is answered from the cache too.
+      p.cache === null ? null : cacheLayer({ ...p.cache, metrics: cacheMetrics(rm) }),
       // route rate limit: the route's own bucket; outside the upstream stack
       // because a fallback upstream is not charged the route's token twice.
       p.rateLimit === null ? null : rateLimitLayer({ ...p.rateLimit, onReject: () => rm.rejected('rate_limited') }),
@@ -142,6 +150,17 @@ export function upstreamStack(p: UpstreamParts): Handler {
     ],
     attempts,
   );
+}
+
+/** The cache layer's counters, on the route's metric children. */
+function cacheMetrics(rm: RouteMetrics): CacheMetrics {
+  return {
+    hit(result) {
+      rm.cacheHit(result);
+      if (result === 'stale') rm.fallback('cache');
+    },
+    evicted: (n) => rm.cacheEvicted(n),
+  };
 }
 
 // --- the steps that are not policies ------------------------------------------

@@ -16,6 +16,7 @@ import { CircuitBreaker, SharedRotation, type BreakerState } from '../policies/b
 import { Bulkhead } from '../policies/bulkhead/bulkhead.ts';
 import { TokenBucket } from '../policies/rate-limit/token-bucket.ts';
 import { RetryBudget } from '../policies/retry/budget.ts';
+import { ResponseCache } from '../policies/cache/store.ts';
 import { createPool, poolKey, type PoolOptions } from '../upstream/pool.ts';
 import { systemClock, type Clock } from '../util/clock.ts';
 
@@ -28,10 +29,12 @@ export interface Claims {
   readonly buckets: Set<string>;
   readonly budgets: Set<string>;
   readonly pools: Set<string>;
+  /** `route:NAME` of every route with a stale-if-error cache. */
+  readonly caches: Set<string>;
 }
 
 export function newClaims(): Claims {
-  return { breakers: new Set(), bulkheads: new Set(), buckets: new Set(), budgets: new Set(), pools: new Set() };
+  return { breakers: new Set(), bulkheads: new Set(), buckets: new Set(), budgets: new Set(), pools: new Set(), caches: new Set() };
 }
 
 export class StateRegistry {
@@ -42,6 +45,8 @@ export class StateRegistry {
   readonly buckets = new Map<string, TokenBucket>();
   readonly budgets = new Map<string, RetryBudget>();
   readonly pools = new Map<string, Pool>();
+  /** Stale-if-error caches by `route:NAME` (policies/cache/store.ts): a reload keeps what they hold. */
+  readonly caches = new Map<string, ResponseCache>();
   readonly #onTransition: TransitionListener;
   readonly #unsubscribe = new Map<string, () => void>();
 
@@ -126,6 +131,12 @@ export class StateRegistry {
     for (const name of this.bulkheads.keys()) if (!claims.bulkheads.has(name)) this.bulkheads.delete(name);
     for (const key of this.buckets.keys()) if (!claims.buckets.has(key)) this.buckets.delete(key);
     for (const key of this.budgets.keys()) if (!claims.budgets.has(key)) this.budgets.delete(key);
+    // A removed route's stored responses are freed now, not when its last request ends.
+    for (const [key, c] of this.caches) {
+      if (claims.caches.has(key)) continue;
+      this.caches.delete(key);
+      c.clear();
+    }
     const closing: Promise<void>[] = [];
     for (const [key, p] of this.pools) {
       if (claims.pools.has(key)) continue;

@@ -16,7 +16,7 @@ import { IdleTimeoutError, ResponseRelay } from '../http/relay.ts';
 import { AttemptTimeoutError, PENDING_GRPC, classifyError, classifyGrpc, classifyStatus, grpcStatusAtHead } from '../pipeline/classify.ts';
 import { GRPC, NO_GRPC_STATUS, parseGrpcStatus } from '../pipeline/grpc.ts';
 import { ClientAbortError, type Exchange } from '../pipeline/exchange.ts';
-import type { UpstreamResponse } from '../pipeline/upstream-response.ts';
+import type { BodyTap, UpstreamResponse } from '../pipeline/upstream-response.ts';
 import type { Balancer, EndpointPool } from './pool.ts';
 
 type DispatchController = Dispatcher.DispatchController;
@@ -93,6 +93,8 @@ export class Attempt implements Dispatcher.DispatchHandler, UpstreamResponse {
   #headMs = 0;
   /** Trailers of a response that ended while held. */
   #trailers: IncomingHttpHeaders | undefined = undefined;
+  /** Who else reads the body as it is relayed (the stale-if-error cache), if anyone. */
+  #tap: BodyTap | null = null;
 
   constructor(ex: Exchange, params: AttemptParams, endpoint: EndpointPool) {
     this.ex = ex;
@@ -209,7 +211,9 @@ export class Attempt implements Dispatcher.DispatchHandler, UpstreamResponse {
   }
 
   onResponseData(_controller: DispatchController, chunk: Buffer): void {
-    if (this.#state === STREAMING) this.#relay!.data(chunk);
+    if (this.#state !== STREAMING) return;
+    if (this.#tap !== null) this.#tap.data(chunk);
+    this.#relay!.data(chunk);
   }
 
   onResponseEnd(_controller: DispatchController, trailers?: IncomingHttpHeaders): void {
@@ -229,7 +233,10 @@ export class Attempt implements Dispatcher.DispatchHandler, UpstreamResponse {
       return;
     }
     this.#finish();
-    if (state === STREAMING) this.#relay!.end(trailers);
+    if (state === STREAMING) {
+      this.#tap?.end();
+      this.#relay!.end(trailers);
+    }
   }
 
   onResponseError(_controller: DispatchController, err: Error): void {
@@ -257,12 +264,17 @@ export class Attempt implements Dispatcher.DispatchHandler, UpstreamResponse {
     relay.start(this.status, this.headers!, this.endpoint.endpoint.authority);
     if (this.#ended) {
       this.#state = DONE;
+      this.#tap?.end();
       relay.end(this.#trailers);
       return;
     }
     this.#relay = relay;
     this.#state = STREAMING;
     this.#controller?.resume();
+  }
+
+  tap(tap: BodyTap): void {
+    if (this.#state === HEAD) this.#tap = tap;
   }
 
   discard(): void {

@@ -160,6 +160,7 @@ listeners:
     address: 127.0.0.1:0
     routes:
       - { name: spooled, upstream: gone, deadLetter: { path: "${o['spool']}", maxBodySize: 16 } }
+  - { name: cached, address: 127.0.0.1:0, routes: [{ name: cached, upstream: cachy, cache: { maxEntries: 1 } }] }
   - name: egress
     address: 127.0.0.1:0
     routes:
@@ -204,6 +205,9 @@ upstreams:
     url: "${o['grpc']}"
     protocol: h2c
     retry: { maxRetries: 0 }
+  cachy:
+    url: "${o['onceOnly']}"
+    retry: { backoff: { base: 1ms, max: 2ms } }
 `;
 
 /** One unary method on raw bytes: a gRPC call whose messages are opaque. */
@@ -266,7 +270,13 @@ describe('a real Prometheus scraping breakwater', { skip: skipUnless(PEERS.prome
     }
     await request(`${cli!.url('spooled')}/orders`, { method: 'POST', body: 'x'.repeat(64) });
     assert.equal((await request(`${cli!.adminUrl}/dead-letters/replay`, { method: 'POST' })).status, 200);
+    // The stale-if-error cache (maxEntries 1): b evicts a, then b's failure is answered from the cache.
+    cacheRound++;
+    assert.equal((await get('cached', `/${cacheRound}/a`)).status, 200);
+    assert.equal((await get('cached', `/${cacheRound}/b`)).status, 200);
+    assert.equal((await get('cached', `/${cacheRound}/b`)).headers['x-breakwater-fallback'], 'cache');
   }
+  let cacheRound = 0;
 
   before(async () => {
     requirePeers(PEERS.prometheus, PEERS.curl);
@@ -301,7 +311,10 @@ describe('a real Prometheus scraping breakwater', { skip: skipUnless(PEERS.prome
       grpcServer!.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
     );
     let flakyN = 0;
+    const seen = new Set<string>();
     origins = {
+      // Each URL answers once (a storable 200), then 503 for good.
+      onceOnly: await start((req) => (seen.has(req.url) ? { status: 503 } : (seen.add(req.url), { status: 200, body: 'once', headers: { 'cache-control': 'max-age=0' } }))),
       grpc: `http://127.0.0.1:${grpcPort}`,
       secure: `https://localhost:${(secure.address() as { port: number }).port}`,
       ca: ca.certFile,

@@ -46,7 +46,7 @@ export const CATALOGUE: readonly MetricSpec[] = Object.freeze([
   spec('circuit_transitions_total', 'counter', ['upstream', 'from', 'to'], 'Circuit breaker state changes.'),
   spec('bulkhead_active', 'gauge', ['upstream'], 'Requests holding a bulkhead slot.'),
   spec('bulkhead_queued', 'gauge', ['upstream'], 'Requests waiting for a bulkhead slot.'),
-  spec('fallbacks_total', 'counter', ['route', 'upstream', 'kind'], 'Fallbacks served, by kind (upstream or response).'),
+  spec('fallbacks_total', 'counter', ['route', 'upstream', 'kind'], 'Fallbacks served, by kind (cache, upstream or response).'),
   spec('inflight_requests', 'gauge', ['listener'], 'Requests in progress on a listener.'),
   spec('config_reloads_total', 'counter', ['result'], 'Config reloads, by result (success, failure, unchanged).'),
   spec('config_last_reload_success_timestamp_seconds', 'gauge', [], 'Unix time the running config was loaded.'),
@@ -64,4 +64,7 @@ export const CATALOGUE: readonly MetricSpec[] = Object.freeze([
   spec('dead_letters_total', 'counter', ['route', 'reason'], 'Requests spooled, by the failure that spooled them (circuit_open, timeout, connect_failure, reset, rate_limited, bulkhead_full, retries_exhausted, status).'),
   spec('dead_letter_replays_total', 'counter', ['route', 'result'], 'Replays of spooled requests: success (removed), failure (kept), rejected (a 4xx: kept, parked), circuit_open (not sent).'),
   spec('dead_letters_dropped_total', 'counter', ['route', 'reason'], 'Requests not spooled, or removed unreplayed: max_entries, max_bytes, max_age, too_large, write_error.'),
+  // SPEC §11.2: the stale-if-error cache.
+  spec('cache_hits_total', 'counter', ['route', 'upstream', 'result'], 'Requests answered from a route’s stale-if-error cache: stale (the upstream failed) or fresh (serveFresh, the upstream not asked).'),
+  spec('cache_evictions_total', 'counter', ['route', 'upstream'], 'Stored responses evicted from a route’s cache to keep it within maxEntries and maxBytes.'),
 ]);

@@ -199,6 +199,8 @@ export class Families {
   readonly deadLettersTotal: ValueFamily;
   readonly deadLetterReplays: ValueFamily;
   readonly deadLettersDropped: ValueFamily;
+  readonly cacheHits: ValueFamily;
+  readonly cacheEvictions: ValueFamily;
   readonly all: readonly Family<Cell | HistogramCell>[];
 
   constructor() {
@@ -244,6 +246,8 @@ export class Families {
     this.deadLettersTotal = value('dead_letters_total');
     this.deadLetterReplays = value('dead_letter_replays_total');
     this.deadLettersDropped = value('dead_letters_dropped_total');
+    this.cacheHits = value('cache_hits_total');
+    this.cacheEvictions = value('cache_evictions_total');
     if (all.length !== CATALOGUE.length) throw new Error('every catalogue entry needs a family');
     this.all = all;
   }

@@ -30,7 +30,11 @@ export interface RouteMetrics {
   /** retries_total{route,upstream,reason}; reason is timeout|connect_failure|reset|<status code>. */
   retry(reason: string): void;
   rejected(reason: RejectReason): void;
-  fallback(kind: 'upstream' | 'response'): void;
+  fallback(kind: 'upstream' | 'response' | 'cache'): void;
+  /** cache_hits_total{route,upstream,result} +1 (SPEC §11.2). */
+  cacheHit(result: 'stale' | 'fresh'): void;
+  /** cache_evictions_total{route,upstream} +n. */
+  cacheEvicted(n: number): void;
   /** grpc_responses_total{route,upstream,grpc_status} +1; `code` outside 0–16 is counted as unknown. */
   grpcResponse(code: number): void;
   /** connect_tunnels_active{upstream} +1: a CONNECT tunnel was admitted and is connecting or open. */
@@ -182,6 +186,10 @@ export class RouteHandle extends Handle implements RouteMetrics {
   readonly #rejected: (Cell | undefined)[] = [];
   #fallbackUpstream: Cell | undefined;
   #fallbackResponse: Cell | undefined;
+  #fallbackCache: Cell | undefined;
+  #cacheStale: Cell | undefined;
+  #cacheFresh: Cell | undefined;
+  #cacheEvicted: Cell | undefined;
   readonly #tunnels: (Cell | undefined)[] = [];
   #tunnelBytesIn: Cell | undefined;
   #tunnelBytesOut: Cell | undefined;
@@ -251,9 +259,19 @@ export class RouteHandle extends Handle implements RouteMetrics {
     (this.#rejected[i] ??= this.cell(this.#f.rejected, this.#route, this.#upstream, REJECT_REASONS[i]!)).v++;
   }
 
-  fallback(kind: 'upstream' | 'response'): void {
+  fallback(kind: 'upstream' | 'response' | 'cache'): void {
     if (kind === 'upstream') (this.#fallbackUpstream ??= this.cell(this.#f.fallbacks, this.#route, this.#upstream, 'upstream')).v++;
+    else if (kind === 'cache') (this.#fallbackCache ??= this.cell(this.#f.fallbacks, this.#route, this.#upstream, 'cache')).v++;
     else (this.#fallbackResponse ??= this.cell(this.#f.fallbacks, this.#route, this.#upstream, 'response')).v++;
+  }
+
+  cacheHit(result: 'stale' | 'fresh'): void {
+    if (result === 'stale') (this.#cacheStale ??= this.cell(this.#f.cacheHits, this.#route, this.#upstream, 'stale')).v++;
+    else (this.#cacheFresh ??= this.cell(this.#f.cacheHits, this.#route, this.#upstream, 'fresh')).v++;
+  }
+
+  cacheEvicted(n: number): void {
+    (this.#cacheEvicted ??= this.cell(this.#f.cacheEvictions, this.#route, this.#upstream)).v += n;
   }
 
   grpcResponse(code: number): void {

@@ -127,7 +127,7 @@ export class Metrics {
     f.requestDuration.removeWhere(byTriple);
     f.tunnels.removeWhere(byTriple);
     const byPair = (x: Labels): boolean => !pairs.has(key(x.route!, x.upstream!));
-    for (const fam of [f.retries, f.rejected, f.fallbacks, f.tunnelBytes, f.grpcResponses]) fam.removeWhere(byPair);
+    for (const fam of [f.retries, f.rejected, f.fallbacks, f.tunnelBytes, f.grpcResponses, f.cacheHits, f.cacheEvictions]) fam.removeWhere(byPair);
     const byUpstream = (x: Labels): boolean => !upstreams.has(x.upstream!);
     for (const fam of [f.attempts, f.budgetExhausted, f.circuitState, f.circuitTransitions, f.bulkheadActive, f.bulkheadQueued, f.tunnelsActive, f.tlsReloads]) {
       fam.removeWhere(byUpstream);

@@ -14,7 +14,7 @@ function cfg(on: DeadLetterTrigger[] = BUILTIN, statuses: number[] = []): DeadLe
 }
 
 function upstream(status: number, kind: OutcomeKind, exhausted = false): Reply {
-  const r: UpstreamResponse = { type: 'upstream', status, kind, grpcStatus: -1, headers: null, error: null, totalExpired: false, exhausted, discard() {}, commitTo() {} };
+  const r: UpstreamResponse = { type: 'upstream', status, kind, grpcStatus: -1, headers: null, error: null, totalExpired: false, exhausted, discard() {}, commitTo() {}, tap() {} };
   return r;
 }
 

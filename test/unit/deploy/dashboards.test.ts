@@ -494,6 +494,7 @@ describe('deploy/prometheus/breakwater-rules.yaml', () => {
       'BreakwaterMetricsAbsent',
       'BreakwaterRetryBudgetExhausted',
       'BreakwaterRouteErrorRatioHigh',
+      'BreakwaterServingStale',
       'BreakwaterTargetDown',
     ]);
     const uses = (alert: string, what: RegExp) =>
@@ -507,6 +508,7 @@ describe('deploy/prometheus/breakwater-rules.yaml', () => {
     uses('BreakwaterBulkheadSaturated', /bulkhead/);
     uses('BreakwaterDeadLettersGrowing', /delta\(breakwater_dead_letters\[/);
     uses('BreakwaterDeadLettersDropped', /breakwater_dead_letters_dropped_total/);
+    uses('BreakwaterServingStale', /breakwater_cache_hits_total\{result="stale"\}/);
     assert.equal(checked.alerts.find((a) => a.alert === 'BreakwaterCircuitOpen')!.for, '5m');
   });
 });

@@ -64,4 +64,25 @@ describe('the rescue point (http/respond.ts)', () => {
     assert.equal(r.headers['content-length'], '17');
     assert.equal(r.body, '{"degraded":true}');
   });
+
+  it('serves a stored response: a Buffer body, repeated headers, its own fallback header or none, no length on a 204', async () => {
+    replies.set('/stale', { type: 'static', status: 200, headers: { link: ['</a>', '</b>'], age: '3' }, body: Buffer.from('stored'), fallback: 'cache' });
+    replies.set('/fresh', { type: 'static', status: 200, headers: {}, body: Buffer.from('fresh'), fallback: null });
+    replies.set('/empty', { type: 'static', status: 204, headers: {}, body: Buffer.alloc(0), fallback: 'cache' });
+    const stale = await request(`${base}/stale`);
+    assert.equal(stale.body, 'stored');
+    assert.equal(stale.headers['x-breakwater-fallback'], 'cache');
+    assert.equal(stale.headers['content-length'], '6');
+    assert.equal(stale.headers.link, '</a>, </b>');
+    assert.equal(stale.headers.age, '3');
+    const fresh = await request(`${base}/fresh`);
+    assert.equal(fresh.body, 'fresh');
+    assert.equal(fresh.headers['x-breakwater-fallback'], undefined);
+    const empty = await request(`${base}/empty`);
+    assert.equal(empty.status, 204);
+    assert.equal(empty.headers['content-length'], undefined);
+    const head = await request(`${base}/stale`, { method: 'HEAD' });
+    assert.equal(head.headers['content-length'], '6', 'a HEAD says how long the GET would be');
+    assert.equal(head.body, '');
+  });
 });

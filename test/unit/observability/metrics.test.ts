@@ -72,6 +72,8 @@ describe('Metrics (SPEC §8)', () => {
       dead_letters_total: ['counter', ['route', 'reason']],
       dead_letter_replays_total: ['counter', ['route', 'result']],
       dead_letters_dropped_total: ['counter', ['route', 'reason']],
+      cache_hits_total: ['counter', ['route', 'upstream', 'result']],
+      cache_evictions_total: ['counter', ['route', 'upstream']],
     };
     assert.deepEqual(
       Object.fromEntries(CATALOGUE.map((s) => [s.name, [s.type, [...s.labels]]])),
