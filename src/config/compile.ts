@@ -104,7 +104,7 @@ export function compile(raw: RawConfig, baseDir: string = process.cwd()): Compil
   const drain = need(top.drain, 'drain');
   return {
     version: 1,
-    admin: { address: need(admin.address, 'admin.address') },
+    admin: { address: need(admin.address, 'admin.address'), token: admin.token ?? null, tokenFrom: [] },
     log: {
       level: need(log.level, 'log.level'),
       access: need(log.access, 'log.access'),

@@ -12,10 +12,12 @@
 import type { DestinationStream } from 'pino';
 import { loadConfigFile } from '../config/load.ts';
 import type { ConfigError } from '../config/errors.ts';
-import type { BreakwaterConfig, ListenerConfig } from '../config/types.ts';
+import type { BreakwaterConfig, ListenerAddress, ListenerConfig } from '../config/types.ts';
 import { AdminServer } from '../admin/server.ts';
 import { ListenerServer } from '../http/server.ts';
+import { diffConfigs } from '../config/diff.ts';
 import { AccessLog } from '../observability/access-log.ts';
+import { AuditLog, type Requester } from '../observability/audit.ts';
 import { createLogger, type Logger, type LoggerHandle } from '../observability/logger.ts';
 import { Metrics } from '../observability/metrics/index.ts';
 import { buildRuntime, type Runtime, type RuntimePlan } from './build.ts';
@@ -46,6 +48,8 @@ export class Proxy {
   readonly metrics: Metrics;
   readonly registry: StateRegistry;
   readonly logger: Logger;
+  /** SPEC §11.3: config changes here, admin actions in admin/server.ts. */
+  readonly audit: AuditLog;
   readonly #log: LoggerHandle;
   readonly #env: Record<string, string | undefined>;
   #runtime: Runtime;
@@ -58,6 +62,10 @@ export class Proxy {
   draining = false;
   #reloading: Promise<ReloadOutcome> | null = null;
   #again: Promise<ReloadOutcome> | null = null;
+  /** Who asked for the reload `#again` will run: all of them share its audit line. */
+  #waiting: Requester[] = [];
+  /** Where the admin API was bound at start; reloads do not move it. */
+  readonly #adminAddress: ListenerAddress;
   /** Replaced runtimes that still have requests in flight: their state is kept until they are idle. */
   readonly #retired = new Set<Runtime>();
   /** Listeners a reload removed that are still draining: drain() and close() must include them. */
@@ -67,6 +75,8 @@ export class Proxy {
     this.#env = opts.env ?? process.env;
     this.#log = createLogger(config.log.level, opts.logDestination);
     this.logger = this.#log.logger;
+    this.audit = new AuditLog(this.#log);
+    this.#adminAddress = config.admin.address;
     this.metrics = new Metrics({ defaultMetrics: opts.defaultMetrics ?? true });
     this.registry = new StateRegistry((upstream, from, to) => {
       const um = this.metrics.upstream(upstream);
@@ -115,6 +125,7 @@ export class Proxy {
       'start',
     );
     for (const w of config.warnings) p.logger.warn({ code: w.code, path: w.path }, `config_warning: ${w.message}`);
+    p.audit.configChange({ requesters: [{ source: 'start' }], oldHash: null, newHash: config.source.hash, result: 'success', changes: diffConfigs(null, config), errors: [] });
     return p;
   }
 
@@ -143,33 +154,52 @@ export class Proxy {
    * one more reload right after it (several such requests share it), so a
    * change written while a reload runs is never lost.
    */
-  reload(trigger: string): Promise<ReloadOutcome> {
+  reload(trigger: string, client?: string): Promise<ReloadOutcome> {
+    return this.#request([client === undefined ? { source: trigger } : { source: trigger, client }]);
+  }
+
+  #request(who: Requester[]): Promise<ReloadOutcome> {
     if (this.draining) {
       // Shutting down: binding listeners or swapping routes now would only fight the drain.
-      return Promise.resolve({ result: 'failure', hash: this.#runtime.config.source.hash, errors: ['breakwater is draining: the config is no longer reloaded'] });
+      const running = this.#runtime.config.source.hash;
+      const errors = ['breakwater is draining: the config is no longer reloaded'];
+      this.audit.configChange({ requesters: who, oldHash: running, newHash: null, result: 'failure', changes: null, errors });
+      return Promise.resolve({ result: 'failure', hash: running, errors });
     }
     if (this.#reloading === null) {
-      this.#reloading = this.#reload(trigger).finally(() => {
+      this.#reloading = this.#reload(who).finally(() => {
         this.#reloading = null;
       });
       return this.#reloading;
     }
-    this.#again ??= this.#reloading.then(
-      () => {
-        this.#again = null;
-        return this.reload(trigger);
-      },
-      () => {
-        this.#again = null;
-        return this.reload(trigger);
-      },
-    );
+    this.#waiting.push(...who);
+    const next = (): Promise<ReloadOutcome> => {
+      this.#again = null;
+      return this.#request(this.#waiting.splice(0));
+    };
+    this.#again ??= this.#reloading.then(next, next);
     return this.#again;
   }
 
-  async #reload(trigger: string): Promise<ReloadOutcome> {
-    const file = this.#runtime.config.source.file;
-    const running = this.#runtime.config.source.hash;
+  async #reload(who: Requester[]): Promise<ReloadOutcome> {
+    const out = await this.#load(who[0]?.source ?? 'unknown');
+    const running = this.#runtime.config;
+    this.audit.configChange({
+      requesters: who,
+      oldHash: out.before.source.hash,
+      newHash: out.newHash,
+      result: out.result,
+      changes: out.result === 'success' ? diffConfigs(out.before, running) : null,
+      errors: out.errors,
+    });
+    return { result: out.result, hash: out.result === 'success' ? running.source.hash : out.before.source.hash, errors: out.errors };
+  }
+
+  /** One load from disk; `before`: the config that ran when it began; `newHash`: the file's, when it was read. */
+  async #load(trigger: string): Promise<{ result: ReloadOutcome['result']; errors: string[]; before: BreakwaterConfig; newHash: string | null }> {
+    const before = this.#runtime.config;
+    const file = before.source.file;
+    const running = before.source.hash;
     const loaded = loadConfigFile(file, this.#env, running);
     const at = new Date().toISOString();
     if ('unchanged' in loaded) {
@@ -177,29 +207,30 @@ export class Proxy {
       if (this.lastReload !== null && !this.lastReload.ok) this.lastReload = { at, ok: true, errors: [] };
       this.metrics.reload('unchanged');
       this.logger.debug({ trigger, hash: running }, 'reload_unchanged');
-      return { result: 'unchanged', hash: running, errors: [] };
+      return { result: 'unchanged', errors: [], before, newHash: running };
     }
     if (!loaded.ok) {
       const errors = loaded.errors.map((e: ConfigError) => e.toString());
       this.lastReload = { at, ok: false, errors };
       this.metrics.reload('failure');
       this.logger.error({ trigger, errors }, 'reload_failed');
-      return { result: 'failure', hash: running, errors };
+      return { result: 'failure', errors, before, newHash: loaded.hash ?? null };
     }
     const next = loaded.config;
     try {
+      this.#keepsAdminToken(next);
       await this.apply(next);
     } catch (err) {
       const errors = [(err as Error).message];
       this.lastReload = { at, ok: false, errors };
       this.metrics.reload('failure');
       this.logger.error({ trigger, errors }, 'reload_failed');
-      return { result: 'failure', hash: this.#runtime.config.source.hash, errors };
+      return { result: 'failure', errors, before, newHash: next.source.hash };
     }
     this.lastReload = { at, ok: true, errors: [] };
     this.metrics.reload('success');
     this.logger.info({ trigger, hash: next.source.hash }, 'reload');
-    return { result: 'success', hash: next.source.hash, errors: [] };
+    return { result: 'success', errors: [], before, newHash: next.source.hash };
   }
 
   /**
@@ -262,6 +293,19 @@ export class Proxy {
       void s.close(next.drain.timeout).finally(() => this.#retiring.delete(s));
     }
     await this.#retainLive();
+  }
+
+  /**
+   * The admin listener is bound once, at start: a reload cannot move it. So
+   * the rule "a non-loopback admin API needs a token" is checked against
+   * where it really listens, or a reload that writes a loopback address and
+   * drops the token would leave the bound port open.
+   */
+  #keepsAdminToken(next: BreakwaterConfig): void {
+    const bound = this.#adminAddress;
+    if (next.admin.token === null && !isLoopback(bound.host)) {
+      throw new Error(`admin.token cannot be removed while the admin API listens on ${bound.text}, not a loopback address (a new admin.address takes effect only at restart)`);
+    }
   }
 
   /** Drop registry state that neither the current runtime nor a retired, still busy one uses. */
