@@ -184,6 +184,10 @@ export class Proxy {
   async #reload(who: Requester[]): Promise<ReloadOutcome> {
     const out = await this.#load(who[0]?.source ?? 'unknown');
     const running = this.#runtime.config;
+    // The watcher calls on any event in the directory and on its stat poll,
+    // so one edit is seen more than once: a watch call that finds the file
+    // unchanged is the watcher's double-check, not a change anyone made.
+    if (out.result === 'unchanged' && who.every((r) => r.source === 'watch')) return { result: 'unchanged', hash: running.source.hash, errors: [] };
     this.audit.configChange({
       requesters: who,
       oldHash: out.before.source.hash,
