@@ -160,9 +160,10 @@ export class AdminServer {
     }
     if (method === 'POST') {
       if (url === '/reload') {
-        const r = await p.reload('api', req.socket.remoteAddress);
-        // Its config_change line names the client: one audit line for the call.
+        // Its config_change line names the client: one audit line for the call,
+        // even if the client goes away before the reload is done.
         auditedElsewhere(res);
+        const r = await p.reload('api', req.socket.remoteAddress);
         return r.result === 'failure' ? send(res, 400, { result: r.result, errors: r.errors }) : send(res, 200, { result: r.result, hash: r.hash });
       }
       const m = CIRCUIT.exec(url);

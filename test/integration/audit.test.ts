@@ -288,3 +288,24 @@ describe('breakwater validate and the token', () => {
     assert.match(describeConfig(none.config), /admin {6}127\.0\.0\.1:9901; no token \(loopback only\)/);
   });
 });
+
+describe('audit lines and log.level', () => {
+  it('are written even when log.level silences info lines', async () => {
+    const up = await startUpstream({ status: 200, body: 'ok' });
+    const px = await startProxy(
+      `version: 1\nadmin: { address: 127.0.0.1:0 }\nlog: { level: error }\nlisteners: [{ name: l, address: 127.0.0.1:0, upstream: u }]\nupstreams: { u: { url: "http://127.0.0.1:${up.port}", circuitBreaker: {} } }\n`,
+    );
+    try {
+      assert.equal((await request(`${px.adminUrl}/upstreams/u/circuit`, { method: 'POST', body: '{"state":"open"}' })).status, 200);
+      await waitFor('the admin line', () => px.logs.some((l) => l.msg === 'admin_action'), 5_000);
+      assert.deepEqual(
+        px.logs.map((l) => l.msg),
+        ['config_change', 'admin_action'],
+        'the audit lines, and nothing below error',
+      );
+    } finally {
+      await px.close();
+      await up.close();
+    }
+  });
+});
