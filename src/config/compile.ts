@@ -7,6 +7,7 @@
  * nothing shares its upstream's PolicySet object, so a file with a thousand
  * upstreams costs a thousand merges.
  */
+import { resolve as resolvePath } from 'node:path';
 import { fieldOf } from './dsl.ts';
 import { FrozenMap, FrozenSet } from './freeze.ts';
 import { builtIn, withBuiltIns, type Layer } from './merge.ts';
@@ -105,6 +106,7 @@ export function compile(raw: RawConfig, baseDir: string = process.cwd()): Compil
   return {
     version: 1,
     admin: { address: need(admin.address, 'admin.address'), token: admin.token ?? null, tokenFrom: [] },
+    audit: { file: raw.audit?.file == null ? null : resolvePath(baseDir, raw.audit.file) },
     log: {
       level: need(log.level, 'log.level'),
       access: need(log.access, 'log.access'),

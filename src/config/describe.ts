@@ -30,7 +30,7 @@ export function describeConfig(config: BreakwaterConfig): string {
   out.push(`breakwater config ${config.source.file}`);
   line(2, 'sha256', config.source.hash);
   line(2, 'admin', `${config.admin.address.text}; ${describeAdminToken(config.admin)}`);
-  line(2, 'audit', 'config changes and admin actions as audit: true lines on the log stream');
+  line(2, 'audit', `config changes and admin actions as audit: true lines ${config.audit.file === null ? 'on the log stream (stdout)' : `appended to ${config.audit.file}, reopened on every reload`}`);
   const log = config.log;
   line(
     2,

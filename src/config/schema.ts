@@ -409,6 +409,15 @@ export const configSchema = object(
       },
       { description: 'Graceful shutdown.' },
     ),
+    audit: object(
+      {
+        file: nullable(string({ minLength: 1, singleLine: true, expected: 'a file path' }), {
+          default: null,
+          description: 'Write audit lines (config changes, admin actions) to this file, appended, instead of stdout; relative to the config file. Reopened on every reload request (SIGHUP after a rotation). null: stdout, with the other log lines.',
+        }),
+      },
+      { description: 'The audit log (config changes and admin actions).' },
+    ),
     defaults: defaultsSchema,
     listeners: list(listenerSchema, { required: true, description: 'Listeners; names and addresses are unique (port 0 excepted).' }),
     upstreams: map(upstreamSchema, { keyPattern: UPSTREAM_NAME, keyExpected: `an upstream name matching ${UPSTREAM_NAME.source}` }, {

@@ -303,9 +303,15 @@ export interface AdminConfig {
   readonly tokenFrom: readonly string[];
 }
 
+export interface AuditConfig {
+  /** Absolute path audit lines are appended to; null: the log stream (stdout). */
+  readonly file: string | null;
+}
+
 export interface BreakwaterConfig {
   readonly version: 1;
   readonly admin: AdminConfig;
+  readonly audit: AuditConfig;
   readonly log: LogConfig;
   readonly drain: { readonly delay: Millis; readonly timeout: Millis };
   readonly listeners: readonly ListenerConfig[];

@@ -11,12 +11,15 @@
  *   admin_unauthorized  a call refused with 401 (no, malformed or wrong token)
  *
  * The lines go on the process log's stream (stdout, beside the access log),
- * whatever `log.level` says: an operator who turns the log down to `warn`
- * still has the record of who changed what. They are built here, with
+ * or to `audit.file` (audit-file.ts) when one is configured, whatever
+ * `log.level` says: an operator who turns the log down to `warn` still has
+ * the record of who changed what. A line the file refuses (disk full) goes
+ * to the log stream instead of being lost. They are built here, with
  * JSON.stringify, from values the callers have already bounded and redacted;
  * nothing in this module ever sees the admin token.
  */
 import type { ConfigDiff } from '../config/diff.ts';
+import type { AuditFile } from './audit-file.ts';
 import type { LoggerHandle } from './logger.ts';
 
 /** Who asked for a config load. `client` only for the admin API. */
@@ -59,9 +62,21 @@ export interface AdminRefusal {
 
 export class AuditLog {
   readonly #log: Pick<LoggerHandle, 'writeLine' | 'timeField'>;
+  #file: AuditFile | null = null;
 
   constructor(log: Pick<LoggerHandle, 'writeLine' | 'timeField'>) {
     this.#log = log;
+  }
+
+  /** Where lines go from now on (null: the log stream); returns the file used until now, for the caller to close. */
+  useFile(file: AuditFile | null): AuditFile | null {
+    const old = this.#file;
+    this.#file = file;
+    return old;
+  }
+
+  get file(): AuditFile | null {
+    return this.#file;
   }
 
   configChange(c: ConfigChange): void {
@@ -91,6 +106,7 @@ export class AuditLog {
     const body = JSON.stringify(fields);
     // {"level":…,"time":…,"audit":true,<fields>,"msg":…}: the shape of every other line.
     const inner = body.length > 2 ? `,${body.slice(1, -1)}` : '';
-    this.#log.writeLine(`{"level":"${level}",${this.#log.timeField()},"audit":true${inner},"msg":${JSON.stringify(msg)}}\n`);
+    const line = `{"level":"${level}",${this.#log.timeField()},"audit":true${inner},"msg":${JSON.stringify(msg)}}\n`;
+    if (this.#file === null || !this.#file.write(line)) this.#log.writeLine(line);
   }
 }

@@ -18,6 +18,7 @@ import { ListenerServer } from '../http/server.ts';
 import { diffConfigs } from '../config/diff.ts';
 import { AccessLog } from '../observability/access-log.ts';
 import { AuditLog, type Requester } from '../observability/audit.ts';
+import { AuditFile } from '../observability/audit-file.ts';
 import { createLogger, type Logger, type LoggerHandle } from '../observability/logger.ts';
 import { Metrics } from '../observability/metrics/index.ts';
 import { buildRuntime, type Runtime, type RuntimePlan } from './build.ts';
@@ -98,6 +99,7 @@ export class Proxy {
   static async start(config: BreakwaterConfig, opts: ProxyOptions = {}): Promise<Proxy> {
     const p = new Proxy(config, opts);
     try {
+      if (config.audit.file !== null) p.audit.useFile(AuditFile.open(config.audit.file));
       for (const [, lr] of p.#runtime.listeners) {
         const s = new ListenerServer(lr);
         await s.listen();
@@ -188,6 +190,8 @@ export class Proxy {
     // so one edit is seen more than once: a watch call that finds the file
     // unchanged is the watcher's double-check, not a change anyone made.
     if (out.result === 'unchanged' && who.every((r) => r.source === 'watch')) return { result: 'unchanged', hash: running.source.hash, errors: [] };
+    // Any other reload request moves writing to a fresh open of the file (rotation).
+    if (out.result !== 'success') this.#reopenAudit(running.audit.file);
     this.audit.configChange({
       requesters: who,
       oldHash: out.before.source.hash,
@@ -197,6 +201,16 @@ export class Proxy {
       errors: out.errors,
     });
     return { result: out.result, hash: out.result === 'success' ? running.source.hash : out.before.source.hash, errors: out.errors };
+  }
+
+  /** Opens `file` again and writes there from now on; on failure keeps the open one (and says so). */
+  #reopenAudit(file: string | null): void {
+    if (file === null) return;
+    try {
+      this.audit.useFile(AuditFile.open(file))?.close();
+    } catch (err) {
+      this.logger.error({ error: (err as Error).message }, 'audit_file_reopen_failed');
+    }
   }
 
   /** One load from disk; `before`: the config that ran when it began; `newHash`: the file's, when it was read. */
@@ -221,10 +235,15 @@ export class Proxy {
       return { result: 'failure', errors, before, newHash: loaded.hash ?? null };
     }
     const next = loaded.config;
+    let auditFile: AuditFile | null = null;
     try {
       this.#keepsAdminToken(next);
+      // Opened before the swap, so a file that cannot be opened fails the reload and changes nothing.
+      if (next.audit.file !== null) auditFile = AuditFile.open(next.audit.file);
       await this.apply(next);
+      this.audit.useFile(auditFile)?.close();
     } catch (err) {
+      auditFile?.close();
       const errors = [(err as Error).message];
       this.lastReload = { at, ok: false, errors };
       this.metrics.reload('failure');
@@ -343,6 +362,7 @@ export class Proxy {
     await this.registry.destroy();
     await this.admin?.close();
     this.logger.info({ inflightAtStop: inflight, abandoned: left }, 'drain_complete');
+    this.audit.useFile(null)?.close();
     this.#log.flush();
   }
 
@@ -356,6 +376,7 @@ export class Proxy {
     await this.registry.destroy();
     await this.admin?.close();
     this.metrics.registry.clear();
+    this.audit.useFile(null)?.close();
     this.#log.flush();
   }
 }

@@ -129,6 +129,14 @@ describe('the CLI writes audit lines and keeps the admin token secret', () => {
     assert.match(bw.out(), /not starting/);
   });
 
+  it('refuses to start when audit.file cannot be opened: exit 2, naming the file and the key', async () => {
+    const file = path.join(dir, 'bad-audit.yaml');
+    writeFileSync(file, `version: 1\naudit: { file: no-such-dir/audit.log }\nlisteners:\n  - { name: l, address: 127.0.0.1:${await freePort()}, upstream: u }\nupstreams:\n  u: { url: "${up.origin}" }\n`);
+    const bw = spawnCli(file, {});
+    assert.equal(await bw.exited, 2, bw.out());
+    assert.match(bw.out(), /breakwater: cannot open the audit file .*no-such-dir\/audit\.log \(audit\.file\): its directory does not exist/);
+  });
+
   it('breakwater validate says where the token comes from and never prints it', async () => {
     const file = path.join(dir, 'validate.yaml');
     writeFileSync(file, config(9901, 15001, '/v/'));

@@ -8,11 +8,15 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { describeConfig } from '../../src/config/describe.ts';
 import { loadConfigText } from '../../src/config/load.ts';
 import { watchConfig } from '../../src/config/watch.ts';
+import { Proxy } from '../../src/runtime/proxy.ts';
 import { json, request, type Reply } from '../helpers/http.ts';
 import { assertNoLeaks, snapshotHandles } from '../helpers/leaks.ts';
 import { startProxy, type LogLine, type TestProxy } from '../helpers/proxy.ts';
@@ -307,5 +311,79 @@ describe('audit lines and log.level', () => {
       await px.close();
       await up.close();
     }
+  });
+});
+
+describe('audit.file: the audit log in a file of its own', () => {
+  let up: Upstream;
+  let dir: string;
+  before(async () => {
+    up = await startUpstream({ status: 200, body: 'ok' });
+    dir = mkdtempSync(path.join(tmpdir(), 'bw-audit-file-'));
+  });
+  after(async () => {
+    await up.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const cfg = (file: string | null, prefix = '/a/') =>
+    `version: 1\nadmin: { address: 127.0.0.1:0 }\n${file === null ? '' : `audit: { file: ${JSON.stringify(file)} }\n`}listeners:\n  - name: l\n    address: 127.0.0.1:0\n    routes: [{ name: r, match: { pathPrefix: ${prefix} }, upstream: u }]\nupstreams: { u: { url: "http://127.0.0.1:${up.port}", circuitBreaker: {} } }\n`;
+  const linesOf = (file: string): LogLine[] =>
+    existsSync(file)
+      ? readFileSync(file, 'utf8')
+          .split('\n')
+          .filter((l) => l !== '')
+          .map((l) => JSON.parse(l) as LogLine)
+      : [];
+
+  it('appends every audit line there (mode 0600), none on the log stream; reopens on each reload request; a reload that cannot open the new one fails', async () => {
+    const file = path.join(dir, 'audit.log');
+    const px = await startProxy(cfg(file));
+    try {
+      assert.equal(statSync(file).mode & 0o777, 0o600);
+      await request(`${px.adminUrl}/upstreams/u/circuit`, { method: 'POST', body: '{"state":"auto"}' });
+      await waitFor('the admin line in the file', () => linesOf(file).length >= 2, 5_000);
+      assert.deepEqual(linesOf(file).map((l) => [l.msg, l.audit]), [['config_change', true], ['admin_action', true]]);
+      assert.ok(!px.logs.some((l) => l.audit === true), 'nothing audited on the log stream');
+
+      // A logrotate-style rename, then SIGHUP: the next line is in a new file at the configured path.
+      renameSync(file, `${file}.1`);
+      assert.equal((await px.proxy.reload('SIGHUP')).result, 'unchanged');
+      assert.deepEqual(linesOf(file).map((l) => [l.msg, l.source, l.result]), [['config_change', 'SIGHUP', 'unchanged']]);
+      assert.equal(linesOf(`${file}.1`).length, 2, 'the rotated file keeps what it had');
+
+      // A new path whose directory does not exist: the reload fails, nothing changes, the line goes to the open file.
+      px.write(cfg(path.join(dir, 'missing', 'audit.log'), '/b/'));
+      const bad = await px.proxy.reload('SIGHUP');
+      assert.equal(bad.result, 'failure');
+      assert.match(bad.errors.join('\n'), /cannot open the audit file .*missing.*its directory does not exist/);
+      assert.equal((await request(`${px.url('l')}/a/x`)).status, 200, 'the old routes keep serving');
+      assert.deepEqual(linesOf(file).at(-1)?.result, 'failure');
+
+      // Back to the log stream: the line of the reload that drops audit.file is already there.
+      px.write(cfg(null, '/c/'));
+      assert.equal((await px.proxy.reload('SIGHUP')).result, 'success');
+      const onStream = px.logs.filter((l) => l.audit === true);
+      assert.deepEqual(onStream.map((l) => [l.msg, l.result, (l.changes as { settings: string[] }).settings]), [['config_change', 'success', ['audit']]]);
+    } finally {
+      await px.close();
+    }
+  });
+
+  it('refuses to start when the file cannot be opened, leaving nothing bound', async () => {
+    const text = cfg(path.join(dir, 'nope', 'audit.log'));
+    const loaded = loadConfigText(text, path.join(dir, 'breakwater.yaml'), {});
+    assert.ok(loaded.ok);
+    await assert.rejects(Proxy.start(loaded.config, { logDestination: new Writable({ write: (_c, _e, cb) => cb() }), defaultMetrics: false }), (err: Error) => {
+      assert.equal(err.name, 'AuditFileError');
+      assert.match(err.message, /audit\.file/);
+      return true;
+    });
+  });
+
+  it('is relative to the config file, and validate names it', () => {
+    const loaded = loadConfigText(cfg('logs/audit.log'), path.join(dir, 'breakwater.yaml'), {});
+    assert.ok(loaded.ok);
+    assert.equal(loaded.config.audit.file, path.join(dir, 'logs', 'audit.log'));
+    assert.match(describeConfig(loaded.config), new RegExp(`audit {6}config changes and admin actions as audit: true lines appended to ${path.join(dir, 'logs', 'audit.log').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}, reopened on every reload`));
   });
 });
