@@ -116,7 +116,7 @@ export class AdminServer {
           method,
           path: bounded(path),
           args: argumentsOf(req, q < 0 ? '' : target.slice(q + 1), token === null ? [] : [token]),
-          status: res.statusCode,
+          status: res.headersSent ? res.statusCode : null,
           outcome: outcomeOf(res),
           client,
           details: detailsOf(res),
@@ -233,6 +233,8 @@ function readSmall(req: IncomingMessage, limit: number): Promise<string> {
     req.on('data', (c: Buffer) => {
       size += c.length;
       if (size <= limit) chunks.push(c);
+      // Measured as it comes: a caller that leaves mid-body is audited with what it sent.
+      recordBody(req, '', size);
     });
     req.on('end', () => {
       const text = Buffer.concat(chunks).toString('utf8');
@@ -240,6 +242,8 @@ function readSmall(req: IncomingMessage, limit: number): Promise<string> {
       resolve(text);
     });
     req.on('error', () => resolve(''));
+    // A client gone before the end of its body: nothing is acted on (a no-op after 'end').
+    req.on('close', () => resolve(''));
   });
 }
 

@@ -45,7 +45,8 @@ export interface AdminAction {
   readonly method: string;
   readonly path: string;
   readonly args: Readonly<Record<string, unknown>> | null;
-  readonly status: number;
+  /** null: the caller left before an answer was sent. */
+  readonly status: number | null;
   readonly outcome: string;
   readonly client: string | undefined;
   /** What the handler adds (a breaker's state before and after, …). */
@@ -95,7 +96,7 @@ export class AuditLog {
   adminAction(a: AdminAction): void {
     const line: Record<string, unknown> = { method: a.method, path: a.path, args: a.args, status: a.status, outcome: a.outcome, client: a.client ?? null };
     if (a.details !== null) line['details'] = a.details;
-    this.#write(a.status >= 400 ? 'warn' : 'info', 'admin_action', line);
+    this.#write(a.status === null || a.status >= 400 ? 'warn' : 'info', 'admin_action', line);
   }
 
   adminUnauthorized(r: AdminRefusal): void {
