@@ -36,10 +36,13 @@ export const adminToken = (meta: Meta = {}): Schema<string> =>
     { sensitive: true, ...meta },
   );
 
-/** The rule SPEC §11.3 makes: a non-loopback admin API needs a token. Reported at `admin.address`. */
-export function checkAdminToken(admin: { address?: { host: string; text: string }; token?: string } | undefined, report: (path: string, message: string) => void): void {
+/**
+ * The rule SPEC §11.3 makes: a non-loopback admin API needs a token. Reported
+ * at `admin.address`, unless a token is written but invalid (its own error says why).
+ */
+export function checkAdminToken(admin: { address?: { host: string; text: string }; token?: string } | undefined, doc: Document, report: (path: string, message: string) => void): void {
   const address = admin?.address;
-  if (address === undefined || isLoopback(address.host) || admin?.token !== undefined) return;
+  if (address === undefined || isLoopback(address.host) || admin?.token !== undefined || tokenNode(doc) !== undefined) return;
   report(
     'admin.address',
     `the admin API listens on ${address.text}, not a loopback address, so it needs admin.token (e.g. token: \${BREAKWATER_ADMIN_TOKEN}): without it whoever reaches the port could read the config, reload it and force breakers`,
@@ -52,13 +55,18 @@ export function checkAdminToken(admin: { address?: { host: string; text: string 
  * scalar's source text, which interpolation leaves alone.
  */
 export function tokenVariables(doc: Document): string[] {
+  const token = tokenNode(doc);
+  if (token === undefined || token === null || !isScalar(token) || typeof token.source !== 'string') return [];
+  return [...token.source.matchAll(/(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}/g)].map((m) => m[1]!);
+}
+
+/** The node written at admin.token (aliases followed); undefined when the key is absent. */
+function tokenNode(doc: Document): AnyNode | null | undefined {
   const budget = new AliasBudget();
   const root = resolve(doc.contents as AnyNode | null, doc, budget);
-  if (root === null) return [];
-  const admin = entriesOf(root, doc, budget).find((e) => e.name === 'admin');
-  const adminNode = resolve(admin?.value ?? null, doc, budget);
-  if (adminNode === null) return [];
-  const token = resolve(entriesOf(adminNode, doc, budget).find((e) => e.name === 'token')?.value ?? null, doc, budget);
-  if (token === null || !isScalar(token) || typeof token.source !== 'string') return [];
-  return [...token.source.matchAll(/(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}/g)].map((m) => m[1]!);
+  if (root === null) return undefined;
+  const adminNode = resolve(entriesOf(root, doc, budget).find((e) => e.name === 'admin')?.value ?? null, doc, budget);
+  if (adminNode === null) return undefined;
+  const entry = entriesOf(adminNode, doc, budget).find((e) => e.name === 'token');
+  return entry === undefined ? undefined : resolve(entry.value, doc, budget);
 }

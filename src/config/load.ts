@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { LineCounter, parseDocument, type Scalar } from 'yaml';
-import { tokenVariables } from './admin-token.ts';
+import { checkAdminToken, tokenVariables } from './admin-token.ts';
 import { compile } from './compile.ts';
 import { ConfigError, sortErrors, type ConfigErrorKind } from './errors.ts';
 import { deepFreeze } from './freeze.ts';
@@ -107,6 +107,7 @@ function load(text: string, file: string, hash: string, env: Env): LoadResult {
   const baseDir = path.dirname(path.resolve(file));
   if (walked !== INVALID) {
     validateSemantics(raw, (p, m) => at('semantic', locate(doc, p), p, m));
+    checkAdminToken(raw.admin, doc, (p, m) => at('semantic', locate(doc, p), p, m));
     validateTls(raw, baseDir, (p, m) => at('semantic', locate(doc, p), p, m));
   }
   if (errors.length > 0) return { ok: false, errors: capped(sortErrors(errors)) };

@@ -4,7 +4,6 @@
  * simply absent), so one `validate` run lists every problem of the file.
  * Each rule reports at a config path; load.ts turns paths into line:column.
  */
-import { checkAdminToken } from './admin-token.ts';
 import { NEVER_LOGGED } from '../observability/never-logged.ts';
 import { policyLayers } from './compile.ts';
 import { innermost, mergeBlocks, type Layer } from './merge.ts';
@@ -28,7 +27,6 @@ export function validateSemantics(raw: RawConfig, reportTo: Report): void {
   const upstreams = raw.upstreams ?? new Map<string, RawUpstream | undefined>();
   const listeners = raw.listeners ?? [];
   checkLogHeaders(raw, report);
-  checkAdminToken(raw.admin, report);
   checkNames(listeners, report);
   checkAddresses(raw, listeners, report);
   checkTimeoutBlock('defaults.timeout', raw.defaults?.timeout, report);

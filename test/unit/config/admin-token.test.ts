@@ -37,6 +37,17 @@ describe('admin.token (SPEC §11.3)', () => {
     assert.match(errors(doc('  token: ${UNSET_VAR}'))[0]!.message, /UNSET_VAR is not set/);
   });
 
+  it('off loopback, a token that is written but invalid gives its own error only, not "needs admin.token" too', () => {
+    for (const [token, env] of [['${UNSET_VAR}', {}], ['${T}', { T: 'short' }], ['literal-token-written-in-the-file', {}]] as const) {
+      const e = errors(doc(`  address: 0.0.0.0:9901\n  token: ${token}`), env);
+      assert.deepEqual(
+        e.map((x) => x.path),
+        ['admin.token'],
+        e.map(String).join('\n'),
+      );
+    }
+  });
+
   it('is kept for the admin API, with the variables it came from, and redacted in the served document', () => {
     const c = config(doc('  address: 0.0.0.0:9901\n  token: "${BW_ADMIN}"'), { BW_ADMIN: TOKEN });
     assert.equal(c.admin.token, TOKEN);
