@@ -1,8 +1,10 @@
 # breakwater container image.
 #
 #   podman build -t breakwater .        (or docker build)
-#   podman run --rm -p 9901:9901 breakwater
-#   podman run --rm breakwater validate /etc/breakwater/breakwater.yaml
+#   podman run --rm -p 9901:9901 -e BREAKWATER_ADMIN_TOKEN="$(openssl rand -hex 32)" breakwater
+#   podman run --rm -e BREAKWATER_ADMIN_TOKEN=0123456789abcdef breakwater validate /etc/breakwater/breakwater.yaml
+# (the default config binds the admin API to 0.0.0.0, which requires admin.token
+# from $BREAKWATER_ADMIN_TOKEN)
 #
 # Two stages: `build` compiles TypeScript with the dev dependencies; `runtime`
 # holds only the production dependencies and the compiled dist/, so neither

@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import { loadConfigFile } from './config/load.ts';
 import { describeConfig } from './config/describe.ts';
 import { BindError } from './http/server.ts';
+import { AuditFileError } from './observability/audit-file.ts';
 import { checkBuild } from './runtime/check.ts';
 import { Proxy } from './runtime/proxy.ts';
 import { watchConfig } from './config/watch.ts';
@@ -109,7 +110,7 @@ async function run(file: string): Promise<number> {
   try {
     proxy = await Proxy.start(r.config);
   } catch (err) {
-    if (err instanceof BindError) {
+    if (err instanceof BindError || err instanceof AuditFileError) {
       process.stderr.write(`breakwater: ${err.message}\n`);
       return 2;
     }

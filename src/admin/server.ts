@@ -2,6 +2,14 @@
  * The admin endpoint (SPEC §6), on its own listener (loopback by default).
  * Small and boring on purpose: it must keep answering when everything else is
  * on fire, so it does no work beyond reading state.
+ *
+ * The dispatcher (#serve) does two things for every endpoint, present and
+ * future, so handlers do neither (SPEC §11.3): it checks the bearer token
+ * (auth.ts) when `admin.token` is set, answering 401 and auditing the
+ * refusal; and it writes one `admin_action` audit line for every call that
+ * can change something (any method but GET and HEAD) once it is answered
+ * (audit.ts). Handlers read bodies with `readSmall` and answer with `send` so
+ * the line carries the body's fields and the error code.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { http } from '../http/node-http.ts';
@@ -9,9 +17,12 @@ import type { BreakwaterConfig, ListenerAddress } from '../config/types.ts';
 import { BindError } from '../http/server.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics/index.ts';
+import type { AuditLog } from '../observability/audit.ts';
 import type { StateRegistry } from '../runtime/state.ts';
 import type { DeadLetters } from '../dead-letter/hub.ts';
 import { deadLetterAdmin } from './dead-letters.ts';
+import { argumentsOf, auditDetails, auditedElsewhere, detailsOf, isAuditedElsewhere, outcomeOf, recordBody, recordError } from './audit.ts';
+import { TokenCheck } from './auth.ts';
 
 /**
  * What the admin API reads and drives: the running proxy (runtime/proxy.ts),
@@ -25,11 +36,13 @@ export interface AdminTarget {
   readonly registry: StateRegistry;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  readonly audit: AuditLog;
   readonly ready: boolean;
   readonly draining: boolean;
   /** The dead-letter spools (SPEC §11.1, admin/dead-letters.ts). */
   readonly deadLetters: DeadLetters;
-  reload(trigger: string): Promise<{ readonly result: 'success' | 'failure' | 'unchanged'; readonly hash: string; readonly errors: readonly string[] }>;
+  /** `client`: the admin API's caller, for the audit line. */
+  reload(trigger: string, client?: string): Promise<{ readonly result: 'success' | 'failure' | 'unchanged'; readonly hash: string; readonly errors: readonly string[] }>;
 }
 
 const CIRCUIT = /^\/upstreams\/([^/]+)\/circuit$/;
@@ -38,13 +51,14 @@ export class AdminServer {
   readonly #proxy: AdminTarget;
   readonly #address: ListenerAddress;
   readonly server: Server;
+  readonly #auth = new TokenCheck();
   #port = 0;
 
   constructor(proxy: AdminTarget, address: ListenerAddress) {
     this.#proxy = proxy;
     this.#address = address;
     this.server = http.createServer({ keepAliveTimeout: 5_000, requestTimeout: 10_000 }, (req, res) => {
-      this.#handle(req, res).catch((err: unknown) => {
+      this.#serve(req, res).catch((err: unknown) => {
         proxy.logger.error({ err }, 'admin_error');
         if (!res.headersSent) send(res, 500, { error: 'internal' });
         else res.destroy();
@@ -72,6 +86,48 @@ export class AdminServer {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
     });
+  }
+
+  /** Token check and audit around every call (see the top of the file). */
+  async #serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const p = this.#proxy;
+    const target = req.url ?? '/';
+    const q = target.indexOf('?');
+    const path = q < 0 ? target : target.slice(0, q);
+    const method = req.method ?? 'GET';
+    const client = req.socket.remoteAddress;
+    const token = p.config.admin.token;
+    if (token !== null && TokenCheck.needed(token, method, path)) {
+      const auth = this.#auth.check(token, req.headers.authorization);
+      if (!auth.ok) {
+        p.audit.adminUnauthorized({ method, path: bounded(path), client, reason: auth.reason });
+        const s = JSON.stringify({ error: 'unauthorized', message: 'this admin endpoint needs Authorization: Bearer <admin.token>' });
+        // The body is not read: close after the answer rather than read (and drain) what an unknown caller sends.
+        if (method !== 'GET' && method !== 'HEAD') res.shouldKeepAlive = false;
+        res.writeHead(401, {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(s),
+          'www-authenticate': auth.reason === 'invalid' ? 'Bearer realm="breakwater-admin", error="invalid_token"' : 'Bearer realm="breakwater-admin"',
+        });
+        res.end(s);
+        return;
+      }
+    }
+    if (method !== 'GET' && method !== 'HEAD') {
+      res.once('close', () => {
+        if (isAuditedElsewhere(res)) return;
+        p.audit.adminAction({
+          method,
+          path: bounded(path),
+          args: argumentsOf(req, q < 0 ? '' : target.slice(q + 1), token === null ? [] : [token]),
+          status: res.headersSent ? res.statusCode : null,
+          outcome: outcomeOf(res),
+          client,
+          details: detailsOf(res),
+        });
+      });
+    }
+    return this.#handle(req, res);
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -109,8 +165,10 @@ export class AdminServer {
     }
     if (method === 'POST') {
       if (url === '/reload') {
-        const r = await p.reload('admin');
-        p.logger.info({ audit: true, action: 'reload', client: req.socket.remoteAddress, result: r.result }, 'admin_action');
+        // Its config_change line names the client: one audit line for the call,
+        // even if the client goes away before the reload is done.
+        auditedElsewhere(res);
+        const r = await p.reload('api', req.socket.remoteAddress);
         return r.result === 'failure' ? send(res, 400, { result: r.result, errors: r.errors }) : send(res, 200, { result: r.result, hash: r.hash });
       }
       const m = CIRCUIT.exec(url);
@@ -136,7 +194,7 @@ export class AdminServer {
     }
     const before = breaker.state;
     breaker.force(state);
-    p.logger.warn({ audit: true, action: 'force_circuit', upstream: name, requested: state, from: before, to: breaker.state, client: req.socket.remoteAddress }, 'admin_action');
+    auditDetails(res, { action: 'force_circuit', upstream: name, requested: state, from: before, to: breaker.state });
     return send(res, 200, { upstream: name, state: breaker.state, forced: state === 'auto' ? null : state });
   }
 }
@@ -160,6 +218,8 @@ function upstreamsState(p: AdminTarget): Record<string, unknown> {
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {
+  const error = (body as { error?: unknown } | null)?.error;
+  if (typeof error === 'string') recordError(res, error);
   const s = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(s) });
   res.end(s);
@@ -170,6 +230,7 @@ function text(res: ServerResponse, status: number, body: string): void {
   res.end(body);
 }
 
+/** A request body, up to `limit` bytes (the rest is read and dropped); recorded for the audit line. */
 function readSmall(req: IncomingMessage, limit: number): Promise<string> {
   return new Promise((resolve) => {
     let size = 0;
@@ -177,8 +238,21 @@ function readSmall(req: IncomingMessage, limit: number): Promise<string> {
     req.on('data', (c: Buffer) => {
       size += c.length;
       if (size <= limit) chunks.push(c);
+      // Measured as it comes: a caller that leaves mid-body is audited with what it sent.
+      recordBody(req, '', size);
     });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      recordBody(req, text, size);
+      resolve(text);
+    });
     req.on('error', () => resolve(''));
+    // A client gone before the end of its body: nothing is acted on (a no-op after 'end').
+    req.on('close', () => resolve(''));
   });
+}
+
+/** Paths as audited: a long one is cut, not dropped. */
+function bounded(path: string): string {
+  return path.length > 512 ? `${path.slice(0, 512)}…` : path;
 }

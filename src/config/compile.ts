@@ -8,6 +8,7 @@
  * upstreams costs a thousand merges.
  */
 import { compileCache } from './cache.ts';
+import { resolve as resolvePath } from 'node:path';
 import { fieldOf } from './dsl.ts';
 import { FrozenMap, FrozenSet } from './freeze.ts';
 import { builtIn, withBuiltIns, type Layer } from './merge.ts';
@@ -106,7 +107,8 @@ export function compile(raw: RawConfig, baseDir: string = process.cwd()): Compil
   const drain = need(top.drain, 'drain');
   return {
     version: 1,
-    admin: { address: need(admin.address, 'admin.address') },
+    admin: { address: need(admin.address, 'admin.address'), token: admin.token ?? null, tokenFrom: [] },
+    audit: { file: raw.audit?.file == null ? null : resolvePath(baseDir, raw.audit.file) },
     log: {
       level: need(log.level, 'log.level'),
       access: need(log.access, 'log.access'),

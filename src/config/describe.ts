@@ -31,7 +31,8 @@ export function describeConfig(config: BreakwaterConfig): string {
   };
   out.push(`breakwater config ${config.source.file}`);
   line(2, 'sha256', config.source.hash);
-  line(2, 'admin', config.admin.address.text);
+  line(2, 'admin', `${config.admin.address.text}; ${describeAdminToken(config.admin)}`);
+  line(2, 'audit', `config changes and admin actions as audit: true lines ${config.audit.file === null ? 'on the log stream (stdout)' : `appended to ${config.audit.file}, reopened on every reload`}`);
   const log = config.log;
   line(
     2,
@@ -76,6 +77,13 @@ export function describeConfig(config: BreakwaterConfig): string {
     for (const w of config.warnings) out.push(`  warning [${w.code}] ${w.path}: ${w.message}`);
   }
   return `${out.join('\n')}\n`;
+}
+
+/** Whether a token is set and where from, never the token. */
+export function describeAdminToken(a: BreakwaterConfig['admin']): string {
+  if (a.token === null) return 'no token (loopback only)';
+  const from = a.tokenFrom.length === 0 ? 'the environment' : a.tokenFrom.map((n) => `$${n}`).join(', ');
+  return `token set (from ${from}); required on every endpoint but /healthz, /readyz, /metrics`;
 }
 
 function policyLines(u: UpstreamConfig, r: RouteConfig | null, line: (label: string, text: string) => void): void {

@@ -48,7 +48,7 @@ export function lint(raw: RawConfig, c: Compiled): Warning[] {
     w.add(
       'admin-not-loopback',
       'admin.address',
-      `the admin API listens on ${admin.text}, not a loopback address: whoever reaches it can read the config, reload it and force breakers`,
+      `the admin API listens on ${admin.text}, not a loopback address: whoever reaches it and holds admin.token can read the config, reload it and force breakers; /healthz, /readyz and /metrics answer without the token`,
     );
   }
   for (const [name, u] of c.upstreams) {

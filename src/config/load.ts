@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { LineCounter, parseDocument, type Scalar } from 'yaml';
+import { checkAdminToken, tokenVariables } from './admin-token.ts';
 import { compile } from './compile.ts';
 import { ConfigError, sortErrors, type ConfigErrorKind } from './errors.ts';
 import { deepFreeze } from './freeze.ts';
@@ -27,7 +28,8 @@ import { AliasBudget, locate, type AnyNode } from './yaml-nodes.ts';
 const MAX_SYNTAX_ERRORS = 5;
 const MAX_ERRORS = 200;
 
-export type LoadResult = { ok: true; config: BreakwaterConfig } | { ok: false; errors: ConfigError[] };
+/** `hash`, on failure: the sha256 of the rejected file's bytes, when they could be read (for the audit line). */
+export type LoadResult = { ok: true; config: BreakwaterConfig } | { ok: false; errors: ConfigError[]; hash?: string };
 
 /**
  * Reads `file` synchronously; an unreadable file gives one error of kind `read`.
@@ -50,11 +52,12 @@ export function loadConfigFile(file: string, env: Record<string, string | undefi
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch {
-    return { ok: false, errors: [new ConfigError('syntax', file, 1, 1, '', 'the file is not valid UTF-8 text')] };
+    return { ok: false, errors: [new ConfigError('syntax', file, 1, 1, '', 'the file is not valid UTF-8 text')], hash: sha256(bytes) };
   }
   const hash = sha256(bytes);
   if (hash === unlessHash) return { unchanged: true };
-  return load(text, file, hash, env);
+  const r = load(text, file, hash, env);
+  return r.ok ? r : { ...r, hash };
 }
 
 /** `file` names the source in messages and in `config.source.file` (made absolute); nothing is read. */
@@ -104,6 +107,7 @@ function load(text: string, file: string, hash: string, env: Env): LoadResult {
   const baseDir = path.dirname(path.resolve(file));
   if (walked !== INVALID) {
     validateSemantics(raw, (p, m) => at('semantic', locate(doc, p), p, m));
+    checkAdminToken(raw.admin, doc, (p, m) => at('semantic', locate(doc, p), p, m));
     validateTls(raw, baseDir, (p, m) => at('semantic', locate(doc, p), p, m));
   }
   if (errors.length > 0) return { ok: false, errors: capped(sortErrors(errors)) };
@@ -113,6 +117,7 @@ function load(text: string, file: string, hash: string, env: Env): LoadResult {
     const compiled = compile(raw, baseDir);
     config = {
       ...compiled,
+      admin: { ...compiled.admin, tokenFrom: compiled.admin.token === null ? [] : tokenVariables(doc) },
       warnings: lint(raw, compiled),
       source: { file: path.resolve(file), hash, redacted: redactedDocument(doc, ctx.fromEnv) },
     };

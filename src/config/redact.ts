@@ -1,7 +1,7 @@
 /**
  * The config as served by `GET /config`: the document as written, as plain
  * JSON, after interpolation, with every value that came from `${...}` and
- * every `requestHeaders.set` value (credential injection) replaced by
+ * every `requestHeaders.set` value (credential injection) and `admin.token` replaced by
  * "[redacted]". `x-` extension keys (anchor templates) are left out: whatever
  * they hold appears, merged and redacted, where it is used.
  */
@@ -10,7 +10,7 @@ import { AliasBudget, entriesOf, resolve, type AnyNode } from './yaml-nodes.ts';
 
 export const REDACTED = '[redacted]';
 
-/** Where the walk is, as far as redaction cares: the document root, or a step of upstreams.<name>.requestHeaders.set.<header>. */
+/** Where the walk is, as far as redaction cares: the document root, a step of upstreams.<name>.requestHeaders.set.<header>, or admin.token. */
 const ROOT = 0;
 const UPSTREAMS = 1;
 const UPSTREAM = 2;
@@ -18,9 +18,11 @@ const REQUEST_HEADERS = 3;
 const SET = 4;
 const SECRET = 5;
 const OTHER = 6;
+const ADMIN = 7;
 
 function step(state: number, key: string): number {
-  if (state === ROOT) return key === 'upstreams' ? UPSTREAMS : OTHER;
+  if (state === ROOT) return key === 'upstreams' ? UPSTREAMS : key === 'admin' ? ADMIN : OTHER;
+  if (state === ADMIN) return key === 'token' ? SECRET : OTHER;
   if (state === UPSTREAMS) return UPSTREAM;
   if (state === UPSTREAM) return key === 'requestHeaders' ? REQUEST_HEADERS : OTHER;
   if (state === REQUEST_HEADERS) return key === 'set' ? SET : OTHER;

@@ -28,6 +28,7 @@ import {
   type Schema,
   type TypeOf,
 } from './dsl.ts';
+import { adminToken } from './admin-token.ts';
 import { toJsonSchema } from './json-schema.ts';
 import { GRPC_CODE_NAMES } from '../pipeline/grpc.ts';
 import { ADDRESS_EXPECTED, HOST_MATCH_EXPECTED, URL_EXPECTED, parseAddress, parseEndpoint, parseHostMatch } from './net.ts';
@@ -431,7 +432,12 @@ export const configSchema = object(
   {
     version: literal(1, { required: true, description: 'Format version: 1.' }),
     admin: object(
-      { address: address({ default: '127.0.0.1:9901', description: 'Where the admin API listens; a non-loopback address is warned about.' }) },
+      {
+        address: address({ default: '127.0.0.1:9901', description: 'Where the admin API listens; a non-loopback address is warned about and needs `token`.' }),
+        token: adminToken({
+          description: 'Bearer token the admin API requires (except /healthz, /readyz, /metrics), from the environment: ${BREAKWATER_ADMIN_TOKEN}. Required when `address` is not loopback.',
+        }),
+      },
       { description: 'The admin API (metrics, health, config, reload).' },
     ),
     log: object(
@@ -449,6 +455,15 @@ export const configSchema = object(
         timeout: duration({}, { default: '30s', description: 'Then wait at most this long for in-flight requests.' }),
       },
       { description: 'Graceful shutdown.' },
+    ),
+    audit: object(
+      {
+        file: nullable(string({ minLength: 1, singleLine: true, expected: 'a file path' }), {
+          default: null,
+          description: 'Write audit lines (config changes, admin actions) to this file, appended, instead of stdout; relative to the config file. Reopened on every reload request (SIGHUP after a rotation). null: stdout, with the other log lines.',
+        }),
+      },
+      { description: 'The audit log (config changes and admin actions).' },
     ),
     defaults: defaultsSchema,
     listeners: list(listenerSchema, { required: true, description: 'Listeners; names and addresses are unique (port 0 excepted).' }),

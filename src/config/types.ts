@@ -326,9 +326,23 @@ export interface Warning {
   readonly message: string;
 }
 
+export interface AdminConfig {
+  readonly address: ListenerAddress;
+  /** The bearer token the admin API requires (admin-token.ts); null: none. Never logged or shown. */
+  readonly token: string | null;
+  /** The environment variables `token` was read from, for `breakwater validate`. */
+  readonly tokenFrom: readonly string[];
+}
+
+export interface AuditConfig {
+  /** Absolute path audit lines are appended to; null: the log stream (stdout). */
+  readonly file: string | null;
+}
+
 export interface BreakwaterConfig {
   readonly version: 1;
-  readonly admin: { readonly address: ListenerAddress };
+  readonly admin: AdminConfig;
+  readonly audit: AuditConfig;
   readonly log: LogConfig;
   readonly drain: { readonly delay: Millis; readonly timeout: Millis };
   readonly listeners: readonly ListenerConfig[];

@@ -12,10 +12,13 @@
 import type { DestinationStream } from 'pino';
 import { loadConfigFile } from '../config/load.ts';
 import type { ConfigError } from '../config/errors.ts';
-import type { BreakwaterConfig, ListenerConfig } from '../config/types.ts';
+import type { BreakwaterConfig, ListenerAddress, ListenerConfig } from '../config/types.ts';
 import { AdminServer } from '../admin/server.ts';
 import { ListenerServer } from '../http/server.ts';
+import { diffConfigs } from '../config/diff.ts';
 import { AccessLog } from '../observability/access-log.ts';
+import { AuditLog, type Requester } from '../observability/audit.ts';
+import { AuditFile } from '../observability/audit-file.ts';
 import { createLogger, type Logger, type LoggerHandle } from '../observability/logger.ts';
 import { Metrics } from '../observability/metrics/index.ts';
 import { buildRuntime, type Runtime, type RuntimePlan } from './build.ts';
@@ -47,6 +50,8 @@ export class Proxy {
   readonly metrics: Metrics;
   readonly registry: StateRegistry;
   readonly logger: Logger;
+  /** SPEC §11.3: config changes here, admin actions in admin/server.ts. */
+  readonly audit: AuditLog;
   readonly #log: LoggerHandle;
   readonly #env: Record<string, string | undefined>;
   #runtime: Runtime;
@@ -61,6 +66,10 @@ export class Proxy {
   draining = false;
   #reloading: Promise<ReloadOutcome> | null = null;
   #again: Promise<ReloadOutcome> | null = null;
+  /** Who asked for the reload `#again` will run: all of them share its audit line. */
+  #waiting: Requester[] = [];
+  /** Where the admin API was bound at start; reloads do not move it. */
+  readonly #adminAddress: ListenerAddress;
   /** Replaced runtimes that still have requests in flight: their state is kept until they are idle. */
   readonly #retired = new Set<Runtime>();
   /** Listeners a reload removed that are still draining: drain() and close() must include them. */
@@ -70,6 +79,8 @@ export class Proxy {
     this.#env = opts.env ?? process.env;
     this.#log = createLogger(config.log.level, opts.logDestination);
     this.logger = this.#log.logger;
+    this.audit = new AuditLog(this.#log);
+    this.#adminAddress = config.admin.address;
     this.metrics = new Metrics({ defaultMetrics: opts.defaultMetrics ?? true });
     this.deadLetters = new DeadLetters(this.metrics, this.logger);
     this.registry = new StateRegistry((upstream, from, to) => {
@@ -94,6 +105,7 @@ export class Proxy {
   static async start(config: BreakwaterConfig, opts: ProxyOptions = {}): Promise<Proxy> {
     const p = new Proxy(config, opts);
     try {
+      if (config.audit.file !== null) p.audit.useFile(AuditFile.open(config.audit.file));
       for (const [, lr] of p.#runtime.listeners) {
         const s = new ListenerServer(lr);
         await s.listen();
@@ -121,6 +133,7 @@ export class Proxy {
       'start',
     );
     for (const w of config.warnings) p.logger.warn({ code: w.code, path: w.path }, `config_warning: ${w.message}`);
+    p.audit.configChange({ requesters: [{ source: 'start' }], oldHash: null, newHash: config.source.hash, result: 'success', changes: diffConfigs(null, config), errors: [] });
     return p;
   }
 
@@ -149,33 +162,68 @@ export class Proxy {
    * one more reload right after it (several such requests share it), so a
    * change written while a reload runs is never lost.
    */
-  reload(trigger: string): Promise<ReloadOutcome> {
+  reload(trigger: string, client?: string): Promise<ReloadOutcome> {
+    return this.#request([client === undefined ? { source: trigger } : { source: trigger, client }]);
+  }
+
+  #request(who: Requester[]): Promise<ReloadOutcome> {
     if (this.draining) {
       // Shutting down: binding listeners or swapping routes now would only fight the drain.
-      return Promise.resolve({ result: 'failure', hash: this.#runtime.config.source.hash, errors: ['breakwater is draining: the config is no longer reloaded'] });
+      const running = this.#runtime.config.source.hash;
+      const errors = ['breakwater is draining: the config is no longer reloaded'];
+      this.audit.configChange({ requesters: who, oldHash: running, newHash: null, result: 'failure', changes: null, errors });
+      return Promise.resolve({ result: 'failure', hash: running, errors });
     }
     if (this.#reloading === null) {
-      this.#reloading = this.#reload(trigger).finally(() => {
+      this.#reloading = this.#reload(who).finally(() => {
         this.#reloading = null;
       });
       return this.#reloading;
     }
-    this.#again ??= this.#reloading.then(
-      () => {
-        this.#again = null;
-        return this.reload(trigger);
-      },
-      () => {
-        this.#again = null;
-        return this.reload(trigger);
-      },
-    );
+    this.#waiting.push(...who);
+    const next = (): Promise<ReloadOutcome> => {
+      this.#again = null;
+      return this.#request(this.#waiting.splice(0));
+    };
+    this.#again ??= this.#reloading.then(next, next);
     return this.#again;
   }
 
-  async #reload(trigger: string): Promise<ReloadOutcome> {
-    const file = this.#runtime.config.source.file;
-    const running = this.#runtime.config.source.hash;
+  async #reload(who: Requester[]): Promise<ReloadOutcome> {
+    const out = await this.#load(who[0]?.source ?? 'unknown');
+    const running = this.#runtime.config;
+    // The watcher calls on any event in the directory and on its stat poll,
+    // so one edit is seen more than once: a watch call that finds the file
+    // unchanged is the watcher's double-check, not a change anyone made.
+    if (out.result === 'unchanged' && who.every((r) => r.source === 'watch')) return { result: 'unchanged', hash: running.source.hash, errors: [] };
+    // Any other reload request moves writing to a fresh open of the file (rotation).
+    if (out.result !== 'success') this.#reopenAudit(running.audit.file);
+    this.audit.configChange({
+      requesters: who,
+      oldHash: out.before.source.hash,
+      newHash: out.newHash,
+      result: out.result,
+      changes: out.result === 'success' ? diffConfigs(out.before, running) : null,
+      errors: out.errors,
+    });
+    return { result: out.result, hash: out.result === 'success' ? running.source.hash : out.before.source.hash, errors: out.errors };
+  }
+
+  /** Opens `file` again and writes there from now on; on failure keeps the open one (and says so). */
+  #reopenAudit(file: string | null): void {
+    if (file === null) return;
+    try {
+      this.audit.useFile(AuditFile.open(file))?.close();
+    } catch (err) {
+      this.logger.error({ error: (err as Error).message }, 'audit_file_reopen_failed');
+    }
+  }
+
+  /** One load from disk; `before`: the config that ran when it began; `newHash`: the file's, when it was read. */
+  async #load(trigger: string): Promise<{ result: ReloadOutcome['result']; errors: string[]; before: BreakwaterConfig; newHash: string | null }> {
+    const before = this.#runtime.config;
+    const file = before.source.file;
+    const running = before.source.hash;
     const loaded = loadConfigFile(file, this.#env, running);
     const at = new Date().toISOString();
     if ('unchanged' in loaded) {
@@ -183,29 +231,35 @@ export class Proxy {
       if (this.lastReload !== null && !this.lastReload.ok) this.lastReload = { at, ok: true, errors: [] };
       this.metrics.reload('unchanged');
       this.logger.debug({ trigger, hash: running }, 'reload_unchanged');
-      return { result: 'unchanged', hash: running, errors: [] };
+      return { result: 'unchanged', errors: [], before, newHash: running };
     }
     if (!loaded.ok) {
       const errors = loaded.errors.map((e: ConfigError) => e.toString());
       this.lastReload = { at, ok: false, errors };
       this.metrics.reload('failure');
       this.logger.error({ trigger, errors }, 'reload_failed');
-      return { result: 'failure', hash: running, errors };
+      return { result: 'failure', errors, before, newHash: loaded.hash ?? null };
     }
     const next = loaded.config;
+    let auditFile: AuditFile | null = null;
     try {
+      this.#keepsAdminToken(next);
+      // Opened before the swap, so a file that cannot be opened fails the reload and changes nothing.
+      if (next.audit.file !== null) auditFile = AuditFile.open(next.audit.file);
       await this.apply(next);
+      this.audit.useFile(auditFile)?.close();
     } catch (err) {
+      auditFile?.close();
       const errors = [(err as Error).message];
       this.lastReload = { at, ok: false, errors };
       this.metrics.reload('failure');
       this.logger.error({ trigger, errors }, 'reload_failed');
-      return { result: 'failure', hash: this.#runtime.config.source.hash, errors };
+      return { result: 'failure', errors, before, newHash: next.source.hash };
     }
     this.lastReload = { at, ok: true, errors: [] };
     this.metrics.reload('success');
     this.logger.info({ trigger, hash: next.source.hash }, 'reload');
-    return { result: 'success', hash: next.source.hash, errors: [] };
+    return { result: 'success', errors: [], before, newHash: next.source.hash };
   }
 
   /**
@@ -270,6 +324,19 @@ export class Proxy {
     await this.#retainLive();
   }
 
+  /**
+   * The admin listener is bound once, at start: a reload cannot move it. So
+   * the rule "a non-loopback admin API needs a token" is checked against
+   * where it really listens, or a reload that writes a loopback address and
+   * drops the token would leave the bound port open.
+   */
+  #keepsAdminToken(next: BreakwaterConfig): void {
+    const bound = this.#adminAddress;
+    if (next.admin.token === null && !isLoopback(bound.host)) {
+      throw new Error(`admin.token cannot be removed while the admin API listens on ${bound.text}, not a loopback address (a new admin.address takes effect only at restart)`);
+    }
+  }
+
   /** Drop registry state that neither the current runtime nor a retired, still busy one uses. */
   #retainLive(): Promise<void> {
     const keep = newClaims();
@@ -303,6 +370,7 @@ export class Proxy {
     await this.registry.destroy();
     await this.admin?.close();
     this.logger.info({ inflightAtStop: inflight, abandoned: left }, 'drain_complete');
+    this.audit.useFile(null)?.close();
     this.#log.flush();
   }
 
@@ -317,6 +385,7 @@ export class Proxy {
     await this.registry.destroy();
     await this.admin?.close();
     this.metrics.registry.clear();
+    this.audit.useFile(null)?.close();
     this.#log.flush();
   }
 }

@@ -29,7 +29,7 @@ interface Container {
   args?: string[];
   restartPolicy?: string;
   ports?: { name?: string; containerPort: number }[];
-  env?: { name: string; value?: string }[];
+  env?: { name: string; value?: string; valueFrom?: { secretKeyRef?: { name?: string; key?: string } } }[];
   livenessProbe?: Probe;
   readinessProbe?: Probe;
   startupProbe?: Probe;
@@ -465,7 +465,7 @@ describe('the upstream-tls component (deploy/components/upstream-tls)', () => {
       writeFileSync(join(certs.dir, 'tls.key'), client.key);
       const { loadConfigText } = await import('../../src/config/load.ts');
       const text = read(`${dir}/breakwater.yaml`).replaceAll('/etc/breakwater-tls/ledger', certs.dir);
-      const r = loadConfigText(text, join(certs.dir, 'breakwater.yaml'), {});
+      const r = loadConfigText(text, join(certs.dir, 'breakwater.yaml'), { BREAKWATER_ADMIN_TOKEN: 'deploy-test-token-0123456789abcdef' });
       assert.ok(r.ok, r.ok ? '' : r.errors.map(String).join('\n'));
     } finally {
       certs.close();
@@ -478,8 +478,9 @@ type LoadResult = { ok: true; config: BreakwaterConfig } | { ok: false; errors: 
 async function loadDeployConfig(): Promise<BreakwaterConfig> {
   // Resolved at run time so this file type-checks before the loader lands.
   const loader = new URL('../../src/config/load.ts', import.meta.url).href;
-  const { loadConfigFile } = (await import(loader)) as { loadConfigFile: (file: string) => LoadResult | Promise<LoadResult> };
-  const result = await loadConfigFile(join(deployDir, 'breakwater.yaml'));
+  const { loadConfigFile } = (await import(loader)) as { loadConfigFile: (file: string, env: Record<string, string>) => LoadResult | Promise<LoadResult> };
+  // admin.token comes from the Secret in the pod; any value of the right shape here.
+  const result = await loadConfigFile(join(deployDir, 'breakwater.yaml'), { BREAKWATER_ADMIN_TOKEN: 'deploy-test-token-0123456789abcdef' });
   if (!result.ok) {
     const lines = result.errors.map((e) => (typeof e === 'object' && e && 'message' in e ? String((e as { message: unknown }).message) : String(e)));
     assert.fail(`deploy/breakwater.yaml is invalid:\n${lines.join('\n')}`);
@@ -501,6 +502,15 @@ describe('the config the ConfigMap ships (deploy/breakwater.yaml)', () => {
   it('binds the admin API on every interface, where the kubelet\'s probes and Prometheus reach it', () => {
     assert.equal(config.admin.address.host, '0.0.0.0');
     assert.equal(config.admin.address.port, portOf(rawConfig.admin.address));
+  });
+
+  it('protects that admin API with a token the sidecar reads from a Secret, never from the file (SPEC §11.3)', () => {
+    assert.deepEqual(config.admin.tokenFrom, ['BREAKWATER_ADMIN_TOKEN']);
+    const sidecar = podSpec.initContainers?.find((c) => c.name === 'breakwater');
+    const env = sidecar?.env?.find((e) => e.name === 'BREAKWATER_ADMIN_TOKEN');
+    assert.equal(env?.value, undefined, 'not a literal in the manifest');
+    assert.equal(env?.valueFrom?.secretKeyRef?.name, 'breakwater-admin');
+    assert.equal(env?.valueFrom?.secretKeyRef?.key, 'token');
   });
 
   it('binds every listener to loopback, reachable only from inside the pod', () => {

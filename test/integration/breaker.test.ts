@@ -90,6 +90,7 @@ upstreams:
     assert.equal((await request(`${px.url('enforce')}/`)).status, 200);
     assert.equal((await request(`${px.adminUrl}/upstreams/nope/circuit`, { method: 'POST', body: '{"state":"open"}' })).status, 404);
     assert.equal((await request(`${px.adminUrl}/upstreams/enforce/circuit`, { method: 'POST', body: '{"state":"bogus"}' })).status, 400);
-    assert.ok(px.logs.some((l) => l.msg === 'admin_action' && l.upstream === 'enforce'));
+    const forced = px.logs.filter((l) => l.msg === 'admin_action' && l.audit === true && (l.details as { upstream?: string } | undefined)?.upstream === 'enforce');
+    assert.equal(forced.length, 2, 'one audit line per successful force, with the breaker named');
   });
 });

@@ -7,7 +7,7 @@ const minimal = withUpstream('');
 describe('built-in defaults', () => {
   it('fill admin, log and drain', () => {
     const c = config(minimal);
-    assert.deepEqual(c.admin, { address: { host: '127.0.0.1', port: 9901, text: '127.0.0.1:9901' } });
+    assert.deepEqual(c.admin, { address: { host: '127.0.0.1', port: 9901, text: '127.0.0.1:9901' }, token: null, tokenFrom: [] });
     assert.deepEqual(c.log, { level: 'info', access: true, includeQuery: false, headers: [] });
     assert.deepEqual(c.drain, { delay: 0, timeout: 30_000 });
     assert.equal(c.version, 1);

@@ -4,7 +4,9 @@ import { WARNING_CODES } from '../../../src/config/lint.ts';
 import type { Warning } from '../../../src/config/types.ts';
 import { config, withUpstream, yaml } from './helpers.ts';
 
-const warnings = (text: string): Warning[] => [...config(text).warnings];
+/** A non-loopback admin API needs admin.token (SPEC §11.3): the admin blocks below read it from here. */
+const ENV = { ADMIN_TOKEN: 'a-test-token-of-32-characters-xx' };
+const warnings = (text: string): Warning[] => [...config(text, ENV).warnings];
 const codes = (text: string): string[] => warnings(text).map((w) => `${w.code} ${w.path}`);
 
 describe('lint warnings', () => {
@@ -90,7 +92,7 @@ describe('lint warnings', () => {
   });
 
   it('flag an admin API bound to a non-loopback address', () => {
-    assert.deepEqual(codes(withUpstream('', 'admin: { address: 0.0.0.0:9901 }\n')), ['admin-not-loopback admin.address']);
+    assert.deepEqual(codes(withUpstream('', 'admin: { address: 0.0.0.0:9901, token: "${ADMIN_TOKEN}" }\n')), ['admin-not-loopback admin.address']);
     assert.deepEqual(codes(withUpstream('', 'admin: { address: "[::1]:9901" }\n')), []);
     assert.deepEqual(codes(withUpstream('', 'admin: { address: localhost:9901 }\n')), []);
     assert.deepEqual(codes(withUpstream('', 'admin: { address: 127.0.0.2:9901 }\n')), []);
@@ -103,7 +105,7 @@ describe('lint warnings', () => {
 
   it('use stable codes from one published list', () => {
     const all = [
-      ...warnings(withUpstream('retry: { methods: [POST], budget: null, backoff: { base: 1s } }\nrateLimit: { rate: 1/m }\ncircuitBreaker: {}\nfallback: { response: {} }', 'admin: { address: 0.0.0.0:1 }\n')),
+      ...warnings(withUpstream('retry: { methods: [POST], budget: null, backoff: { base: 1s } }\nrateLimit: { rate: 1/m }\ncircuitBreaker: {}\nfallback: { response: {} }', 'admin: { address: 0.0.0.0:1, token: "${ADMIN_TOKEN}" }\n')),
       ...warnings(withUpstream('circuitBreaker: { failureRate: null }\nfallback: { response: {}, on: [] }\ntimeout: { total: 1s }', 'defaults: { timeout: { perTry: 2s } }\n')),
     ];
     assert.deepEqual(new Set(all.map((w) => w.code)), new Set(WARNING_CODES), 'every code is reachable and none is unlisted');
