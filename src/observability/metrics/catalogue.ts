@@ -59,4 +59,8 @@ export const CATALOGUE: readonly MetricSpec[] = Object.freeze([
   spec('tls_reloads_total', 'counter', ['upstream', 'result'], 'Rotations of an upstream’s TLS files: success (new connections use them) or failure (refused, the files in use are kept).'),
   // SPEC §10.2: gRPC calls by the status their client got; the label holds one of the 17 code names (a code outside 0–16 counts as unknown).
   spec('grpc_responses_total', 'counter', ['route', 'upstream', 'grpc_status'], 'gRPC calls answered, by the grpc-status the client got (ok, cancelled, unknown, ..., unavailable, unauthenticated): the upstream’s, or breakwater’s own.'),
+  // SPEC §12: global rate limits shared through Redis.
+  spec('global_rate_limit_errors_total', 'counter', ['reason'], 'Calls to Redis for a global rate limit that failed: timeout (slower than redis.timeout), connection or script.'),
+  spec('global_rate_limit_tokens_total', 'counter', ['limit', 'source'], 'Tokens of a global rate limit: leased from Redis (source redis), or admitted by the local share while Redis failed (source fallback).'),
+  spec('global_rate_limit_fallback', 'gauge', ['limit'], 'A global rate limit running on its local share because Redis failed: 1, else 0.'),
 ]);

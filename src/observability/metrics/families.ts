@@ -195,6 +195,9 @@ export class Families {
   readonly tunnelsActive: ValueFamily;
   readonly tlsReloads: ValueFamily;
   readonly grpcResponses: ValueFamily;
+  readonly globalErrors: ValueFamily;
+  readonly globalTokens: ValueFamily;
+  readonly globalFallback: ValueFamily;
   readonly all: readonly Family<Cell | HistogramCell>[];
 
   constructor() {
@@ -236,6 +239,9 @@ export class Families {
     this.tunnelsActive = value('connect_tunnels_active');
     this.tlsReloads = value('tls_reloads_total');
     this.grpcResponses = value('grpc_responses_total');
+    this.globalErrors = value('global_rate_limit_errors_total');
+    this.globalTokens = value('global_rate_limit_tokens_total');
+    this.globalFallback = value('global_rate_limit_fallback');
     if (all.length !== CATALOGUE.length) throw new Error('every catalogue entry needs a family');
     this.all = all;
   }
