@@ -39,8 +39,9 @@ const OBSERVED = freePermit('rate_limited_observed');
 export const LEASE_MS = 50;
 /** Leased tokens older than this are given back rather than used (they would add to bursts). */
 export const LEASE_TTL_MS = 500;
-/** How often a limiter in fallback asks Redis again. */
+/** How often a limiter in fallback asks Redis again: 25 ms after the first failure, doubling up to 500 ms. */
 export const PROBE_MS = 500;
+const FIRST_PROBE_MS = 25;
 
 export type RateAnswer = Permit | number | Failure;
 
@@ -99,6 +100,8 @@ export class GlobalLimiter {
   #fallback: TokenBucket | null = null;
   #inFallback = false;
   #nextProbe = 0;
+  /** Failed calls in a row, for the probe's backoff. */
+  #failures = 0;
 
   constructor(key: string, cfg: RateLimitConfig, deps: GlobalLimiterDeps) {
     this.key = key;
@@ -183,10 +186,7 @@ export class GlobalLimiter {
   }
 
   #fromFallback(now: number, maxWait: number, observe: boolean): RateAnswer {
-    if (now >= this.#nextProbe && !this.#calling) {
-      this.#nextProbe = now + PROBE_MS;
-      this.#call(now);
-    }
+    if (now >= this.#nextProbe && !this.#calling) this.#call(now);
     const fb = this.#fallback;
     if (fb === null) return observe ? OBSERVED : failure('rate_limited', Math.max(1, this.#nextProbe - now));
     const a = fb.acquire(maxWait, observe);
@@ -226,6 +226,7 @@ export class GlobalLimiter {
 
   #answered(a: TakeAnswer, owe: number, give: number): void {
     this.#calling = false;
+    this.#failures = 0;
     const now = this.#clock.now();
     this.#debt -= owe;
     this.#give -= give;
@@ -249,10 +250,11 @@ export class GlobalLimiter {
     this.#calling = false;
     const now = this.#clock.now();
     this.#metrics.error(err.reason);
+    // The next probe: soon after a first failure (one slow answer on a busy machine), backing off to PROBE_MS.
+    this.#nextProbe = now + Math.min(PROBE_MS, FIRST_PROBE_MS * 2 ** this.#failures++);
     if (!this.#inFallback) {
       this.#inFallback = true;
       this.#fallback = this.#link.config.onRedisError === 'allow' ? new TokenBucket(this.#shareConfig(), this.#clock) : null;
-      this.#nextProbe = now + PROBE_MS;
       this.#metrics.fallback(true);
       this.#logger.warn(
         { limit: this.key, reason: err.reason, error: err.message, onRedisError: this.#link.config.onRedisError, share: this.#fallback === null ? 0 : 1 / this.#peers },
