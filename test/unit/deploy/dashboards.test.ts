@@ -489,6 +489,7 @@ describe('deploy/prometheus/breakwater-rules.yaml', () => {
       'BreakwaterCircuitOpen',
       'BreakwaterConfigReloadFailed',
       'BreakwaterConfigStale',
+      'BreakwaterGlobalRateLimitRedisErrors',
       'BreakwaterMetricsAbsent',
       'BreakwaterRetryBudgetExhausted',
       'BreakwaterRouteErrorRatioHigh',
@@ -503,6 +504,7 @@ describe('deploy/prometheus/breakwater-rules.yaml', () => {
     uses('BreakwaterTargetDown', /\bup == 0/);
     uses('BreakwaterMetricsAbsent', /absent\(/);
     uses('BreakwaterBulkheadSaturated', /bulkhead/);
+    uses('BreakwaterGlobalRateLimitRedisErrors', /breakwater_global_rate_limit_errors_total/);
     assert.equal(checked.alerts.find((a) => a.alert === 'BreakwaterCircuitOpen')!.for, '5m');
   });
 });
