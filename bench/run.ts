@@ -1,7 +1,7 @@
 /**
  * breakwater's benchmark runner.
  *
- *   node bench/run.ts [passthrough | many-routes | grpc | all]     (default: passthrough)
+ *   node bench/run.ts [passthrough | many-routes | grpc | global-rate-limit | all]     (default: passthrough)
  *
  * Knobs (env): DURATION=10 WARMUP=2 ROUNDS=3 CONNECTIONS=32 LATENCY_RATE=1000
  * TARGET=node|nginx PIN=1 ONLY=id,id TARGET_PORT=18080 PROXY_PORT=18081
@@ -15,8 +15,9 @@ import { findReferences, SkipError, startTarget, type BenchContext } from './lib
 import * as passthrough from './scenarios/passthrough.ts';
 import * as manyRoutes from './scenarios/many-routes.ts';
 import * as grpc from './scenarios/grpc.ts';
+import * as globalRateLimit from './scenarios/global-rate-limit.ts';
 
-const SCENARIOS = ['passthrough', 'many-routes', 'grpc'] as const;
+const SCENARIOS = ['passthrough', 'many-routes', 'grpc', 'global-rate-limit'] as const;
 
 async function main(): Promise<void> {
   const arg = process.argv[2] ?? 'passthrough';
@@ -45,7 +46,7 @@ async function main(): Promise<void> {
     const ctx: BenchContext = { settings, tmp, targetUrl: target.url };
     for (const name of http) {
       progress(`\n== ${name} ==`);
-      const body = name === 'passthrough' ? await passthrough.run(ctx, refs) : await manyRoutes.run(ctx);
+      const body = name === 'passthrough' ? await passthrough.run(ctx, refs) : name === 'global-rate-limit' ? await globalRateLimit.run(ctx) : await manyRoutes.run(ctx);
       sections.push(`### ${name}\n\n${body}`);
     }
     await target.stop();
