@@ -226,9 +226,18 @@ function createClient(cfg: RedisConfig): Client {
     };
     return new Cluster(nodes, opts);
   }
-  const url = cfg.urls[0]!;
-  const host = new URL(url).hostname;
-  const tls = tlsOptions(cfg, host);
   // The URL carries host, port, db and perhaps credentials; the block's own username/password win.
-  return new Redis(url, { ...base, ...(tls !== undefined ? { tls } : {}) });
+  const u = new URL(cfg.urls[0]!);
+  const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
+  const tls = tlsOptions(cfg, host);
+  const db = Number(u.pathname.slice(1) || 0);
+  return new Redis({
+    ...base,
+    host,
+    port: Number(u.port || 6379),
+    db: Number.isInteger(db) ? db : 0,
+    ...(cfg.username === null && u.username !== '' ? { username: decodeURIComponent(u.username) } : {}),
+    ...(cfg.password === null && u.password !== '' ? { password: decodeURIComponent(u.password) } : {}),
+    ...(tls !== undefined ? { tls } : {}),
+  });
 }

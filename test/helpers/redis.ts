@@ -36,7 +36,8 @@ export interface TestRedis {
   close(): Promise<void>;
 }
 
-export async function startRedis(): Promise<TestRedis> {
+/** `password`: started with --requirepass (then `command` cannot be used: it does not authenticate). */
+export async function startRedis(opts: { password?: string } = {}): Promise<TestRedis> {
   if (BINARY === null) throw new Error('redis-server not installed (Debian package redis-server); run: bash scripts/interop-deps.sh');
   const port = await freePort();
   const dir = mkdtempSync(path.join(tmpdir(), 'bw-redis-'));
@@ -44,14 +45,18 @@ export async function startRedis(): Promise<TestRedis> {
   const launch = async (): Promise<void> => {
     const c = spawn(
       BINARY,
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--protected-mode', 'yes', '--loglevel', 'warning'],
+      [
+        ...['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--protected-mode', 'yes', '--loglevel', 'warning'],
+        ...(opts.password !== undefined ? ['--requirepass', opts.password] : []),
+      ],
       { stdio: ['ignore', 'ignore', 'inherit'] },
     );
     child = c;
     const end = Date.now() + 10_000;
     for (;;) {
       if (c.exitCode !== null) throw new Error(`redis-server exited with ${c.exitCode}`);
-      if ((await ping(port)) === 'PONG') return;
+      const pong = await ping(port);
+      if (pong === 'PONG' || pong.startsWith('NOAUTH')) return;
       if (Date.now() > end) throw new Error('redis-server did not answer PING within 10 s');
       await sleep(20);
     }

@@ -176,6 +176,32 @@ describe('global rate limit on a real Redis (SPEC §12)', { skip: skipWithoutRed
     assert.ok(refused.every((r) => JSON.parse(r.body).error === 'rate_limited' && r.headers['retry-after'] !== undefined));
   });
 
+  it('credentials from the environment: a password-protected Redis is used; a wrong one falls back; neither is logged', async () => {
+    const locked = await startRedis({ password: 'pw-s3cret-1' });
+    try {
+      const yaml = config(up.origin, locked.url, { rate: '1000/s', burst: 100 }).replace('  url: ${REDIS_URL}\n', '  url: ${REDIS_URL}\n  password: ${REDIS_PASSWORD}\n');
+      const good = await startProxy(yaml, { REDIS_URL: locked.url, REDIS_PASSWORD: 'pw-s3cret-1' });
+      proxies.push(good);
+      await waitFor('connected', () => good.logs.some((l) => l.msg === 'redis_connected'));
+      assert.ok((await drive([good.url('main')], 10, 0, agent)).every((r) => r.status === 200));
+      assert.match((await request(`${good.adminUrl}/metrics`)).body, /breakwater_global_rate_limit_tokens_total\{limit="api-test",source="redis"\} [1-9]/);
+      assert.ok(!good.logs.some((l) => l.msg === 'global_rate_limit_fallback'));
+      const config_ = JSON.parse((await request(`${good.adminUrl}/config`)).body);
+      assert.ok(!JSON.stringify(config_).includes('pw-s3cret'), 'GET /config never shows the password');
+
+      // The password in the URL instead, and wrong: every call fails; the limit runs on its fallback.
+      const wrongUrl = locked.url.replace('redis://', 'redis://default:pw-wrong-2@');
+      const bad = await startProxy(config(up.origin, wrongUrl, { rate: '1000/s', burst: 100, key: 'api-other' }), { REDIS_URL: wrongUrl });
+      proxies.push(bad);
+      assert.ok((await drive([bad.url('main')], 10, 5, agent)).every((r) => r.status === 200), 'fail open');
+      await waitFor('fallback', () => bad.logs.some((l) => l.msg === 'global_rate_limit_fallback'));
+      const text = JSON.stringify([...good.logs, ...bad.logs]);
+      assert.ok(!text.includes('pw-s3cret') && !text.includes('pw-wrong'), 'no password in any log line');
+    } finally {
+      await locked.close();
+    }
+  });
+
   it('a reload that changes the rate keeps the limiter (and its Redis link) and applies the new rate', async () => {
     const a = await start({ rate: '5/s', burst: 1 });
     await waitFor('connected', () => a.logs.some((l) => l.msg === 'redis_connected'));

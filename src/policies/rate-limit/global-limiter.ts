@@ -133,6 +133,11 @@ export class GlobalLimiter {
 
   /** A reload: new rate and burst (used from the next call on), perhaps a new Redis. */
   update(cfg: RateLimitConfig, link: RedisLink): void {
+    // "Empty until T" was learnt at the old rate: ask again rather than refuse on stale news.
+    if (cfg.rate.perMs !== this.#perMs || cfg.burst !== this.#burst) {
+      this.#emptyUntil = 0;
+      this.#nextFree = 0;
+    }
     this.#perMs = cfg.rate.perMs;
     this.#burst = cfg.burst;
     this.#link = link;
