@@ -1,7 +1,7 @@
 /**
  * breakwater's benchmark runner.
  *
- *   node bench/run.ts [passthrough | many-routes | grpc | dead-letter | all]     (default: passthrough)
+ *   node bench/run.ts [passthrough | many-routes | grpc | dead-letter | global-rate-limit | all]     (default: passthrough)
  *
  * Knobs (env): DURATION=10 WARMUP=2 ROUNDS=3 CONNECTIONS=32 LATENCY_RATE=1000
  * TARGET=node|nginx PIN=1 ONLY=id,id TARGET_PORT=18080 PROXY_PORT=18081
@@ -17,7 +17,9 @@ import * as manyRoutes from './scenarios/many-routes.ts';
 import * as grpc from './scenarios/grpc.ts';
 import * as deadLetter from './scenarios/dead-letter.ts';
 
-const SCENARIOS = ['passthrough', 'many-routes', 'grpc', 'dead-letter'] as const;
+import * as globalRateLimit from './scenarios/global-rate-limit.ts';
+
+const SCENARIOS = ['passthrough', 'many-routes', 'grpc', 'dead-letter', 'global-rate-limit'] as const;
 
 async function main(): Promise<void> {
   const arg = process.argv[2] ?? 'passthrough';
@@ -46,7 +48,14 @@ async function main(): Promise<void> {
     const ctx: BenchContext = { settings, tmp, targetUrl: target.url };
     for (const name of http) {
       progress(`\n== ${name} ==`);
-      const body = name === 'passthrough' ? await passthrough.run(ctx, refs) : name === 'dead-letter' ? await deadLetter.run(ctx) : await manyRoutes.run(ctx);
+      const body =
+        name === 'passthrough'
+          ? await passthrough.run(ctx, refs)
+          : name === 'dead-letter'
+            ? await deadLetter.run(ctx)
+            : name === 'global-rate-limit'
+              ? await globalRateLimit.run(ctx)
+              : await manyRoutes.run(ctx);
       sections.push(`### ${name}\n\n${body}`);
     }
     await target.stop();

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs the third-party peers the interop suite (`npm run test:interop`)
 # drives breakwater with, from Debian: curl, python3-requests, gunicorn,
-# python3-httpbin, nginx-light and prometheus (which ships promtool).
+# python3-httpbin, nginx-light, prometheus (which ships promtool) and
+# redis-server (the global rate limit's tests, SPEC §12).
 #
 #   bash scripts/interop-deps.sh
 #
 # Idempotent: when every peer is already there it installs nothing. When one
 # is missing and we are root with apt-get, it runs `apt-get update` once and
 # installs the missing packages without recommends. Debian's maintainer
-# scripts would start nginx and prometheus as services; a policy-rc.d that
+# scripts would start nginx, prometheus and redis-server as services; a policy-rc.d that
 # refuses service starts is put in place for the duration of the install (and
 # removed after, unless one was already there), so no daemon grabs a port. The
 # suite starts its own instances on free loopback ports anyway.
@@ -35,6 +36,7 @@ have_py_module httpbin || missing+=(python3-httpbin)
 command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v prometheus >/dev/null || [[ " ${missing[*]} " == *" prometheus "* ]] || missing+=(prometheus)
+command -v redis-server >/dev/null || [[ -x /usr/bin/redis-server ]] || missing+=(redis-server)
 
 if ((${#missing[@]})); then
   [[ "$(id -u)" == 0 ]] || die "missing ${missing[*]}; run as root (or apt-get install them) to install"
@@ -67,3 +69,4 @@ say "httpbin: $("$PY" -c 'import importlib.metadata as m; print(m.version("httpb
 say "nginx: $("$nginx_bin" -v 2>&1)"
 say "promtool: $(promtool --version 2>&1 | head -n1)"
 say "prometheus: $(prometheus --version 2>&1 | head -n1)"
+say "redis-server: $(redis-server --version 2>&1 | head -n1)"

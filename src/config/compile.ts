@@ -36,6 +36,7 @@ import {
   type RawRoute,
   type RawUpstream,
 } from './schema.ts';
+import { compileRedis } from './redis.ts';
 import { compileTls } from './tls.ts';
 import type { BreakwaterConfig, ListenerConfig, PolicySet, RouteConfig, RouteMatch, UpstreamConfig } from './types.ts';
 import { childPath } from './yaml-nodes.ts';
@@ -118,6 +119,7 @@ export function compile(raw: RawConfig, baseDir: string = process.cwd()): Compil
     drain: { delay: need(drain.delay, 'drain.delay'), timeout: need(drain.timeout, 'drain.timeout') },
     listeners,
     upstreams: new FrozenMap(upstreams),
+    redis: compileRedis(raw.redis, baseDir),
   };
 }
 

@@ -20,6 +20,7 @@ import type {
   TimeoutConfig,
   UpstreamConfig,
 } from './types.ts';
+import { describeRedis } from './redis.ts';
 import { formatDuration, formatRate, formatSize } from './units.ts';
 
 const LABEL_WIDTH = 11;
@@ -39,6 +40,7 @@ export function describeConfig(config: BreakwaterConfig): string {
     'log',
     `level ${log.level}; access log ${log.access ? 'on' : 'off'}; query strings ${log.includeQuery ? 'logged' : 'not logged'}; headers ${log.headers.length > 0 ? log.headers.join(', ') : 'none'}`,
   );
+  if (config.redis !== null) line(2, 'redis', describeRedis(config.redis));
   line(2, 'drain', `keep serving ${formatDuration(config.drain.delay)}, then wait up to ${formatDuration(config.drain.timeout)} for in-flight requests`);
 
   const used = new Set<string>();
@@ -186,7 +188,8 @@ export function describeBulkhead(b: BulkheadConfig): string {
 
 export function describeRateLimit(r: RateLimitConfig): string {
   const wait = r.maxWait === 0 ? 'no wait' : `wait up to ${formatDuration(r.maxWait)}`;
-  return `${formatRate(r.rate)}, burst ${r.burst}, ${wait}; ${r.mode}`;
+  const scope = r.scope === 'global' ? `; global (Redis key ${r.key ?? 'built-in'})` : '';
+  return `${formatRate(r.rate)}, burst ${r.burst}, ${wait}; ${r.mode}${scope}`;
 }
 
 export function describeFallback(f: FallbackConfig | null): string {

@@ -121,7 +121,14 @@ export function compileRateLimit(layers: readonly Layer<RawRateLimit>[]): RateLi
   if (merged === undefined) return null;
   const r = withBuiltIns(rateLimitSchema, merged);
   const rate = need(r.rate, 'rateLimit.rate');
-  return { rate, burst: r.burst ?? defaultBurst(rate), maxWait: need(r.maxWait, 'maxWait'), mode: need(r.mode, 'mode') };
+  return {
+    rate,
+    burst: r.burst ?? defaultBurst(rate),
+    maxWait: need(r.maxWait, 'maxWait'),
+    mode: need(r.mode, 'mode'),
+    scope: need(r.scope, 'scope'),
+    key: r.key ?? null,
+  };
 }
 
 export function compileFallback(layers: readonly Layer<RawFallback>[]): FallbackConfig | null {

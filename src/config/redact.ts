@@ -6,6 +6,7 @@
  * they hold appears, merged and redacted, where it is used.
  */
 import { isMap, isScalar, isSeq, type Document, type Scalar } from 'yaml';
+import { redactRedisUrl } from './redis.ts';
 import { AliasBudget, entriesOf, resolve, type AnyNode } from './yaml-nodes.ts';
 
 export const REDACTED = '[redacted]';
@@ -20,9 +21,18 @@ const SECRET = 5;
 const OTHER = 6;
 const ADMIN = 7;
 
+/** Under the top-level redis block: URLs lose their credentials, passwords are redacted whole. */
+const REDIS = 8;
+const REDIS_URL = 9;
+const REDIS_SENTINEL = 10;
+const REDIS_CLUSTER = 11;
+
 function step(state: number, key: string): number {
-  if (state === ROOT) return key === 'upstreams' ? UPSTREAMS : key === 'admin' ? ADMIN : OTHER;
+  if (state === ROOT) return key === 'upstreams' ? UPSTREAMS : key === 'admin' ? ADMIN : key === 'redis' ? REDIS : OTHER;
   if (state === ADMIN) return key === 'token' ? SECRET : OTHER;
+  if (state === REDIS) return key === 'url' ? REDIS_URL : key === 'password' ? SECRET : key === 'sentinel' ? REDIS_SENTINEL : key === 'cluster' ? REDIS_CLUSTER : OTHER;
+  if (state === REDIS_SENTINEL) return key === 'password' ? SECRET : OTHER;
+  if (state === REDIS_CLUSTER) return key === 'nodes' ? REDIS_URL : OTHER;
   if (state === UPSTREAMS) return UPSTREAM;
   if (state === UPSTREAM) return key === 'requestHeaders' ? REQUEST_HEADERS : OTHER;
   if (state === REQUEST_HEADERS) return key === 'set' ? SET : OTHER;
@@ -37,10 +47,11 @@ export function redactedDocument(doc: Document, fromEnv: ReadonlySet<Scalar>): u
     if (node === null) return null;
     if (isScalar(node)) {
       if (state === SECRET || fromEnv.has(node)) return REDACTED;
+      if (state === REDIS_URL && typeof node.value === 'string') return redactRedisUrl(node.value);
       const v = node.value;
       return typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? v : null;
     }
-    if (isSeq(node)) return node.items.map((item) => toJson(item as AnyNode, OTHER));
+    if (isSeq(node)) return node.items.map((item) => toJson(item as AnyNode, state === REDIS_URL ? REDIS_URL : OTHER));
     if (isMap(node)) {
       const out: Record<string, unknown> = {};
       for (const e of entriesOf(node, doc, budget)) {

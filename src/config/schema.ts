@@ -219,6 +219,13 @@ export const rateLimitSchema = object(
     burst: integer({ min: 1 }, { description: 'Bucket size. Built-in: one second’s worth of rate (rounded up, at least 1).' }),
     maxWait: duration({}, { default: '0s', description: 'How long a request may wait for a token before 429 rate_limited.' }),
     mode,
+    scope: oneOf(['local', 'global'] as const, {
+      default: 'local',
+      description: 'local: this process’s own bucket; global: one bucket shared through the top-level redis block by every breakwater with the same key (SPEC §12).',
+    }),
+    key: string({ pattern: /^[A-Za-z0-9._:-]{1,100}$/, expected: 'a key of letters, digits, ".", "_", ":" or "-"' }, {
+      description: 'scope global: the shared bucket’s name in Redis. Built-in: upstream:<name> or route:<name>.',
+    }),
   },
   { ref: 'rateLimit', offUnlessPresent: true, description: 'Token bucket; each request (not each retry) takes one token. Off unless present.' },
 );
@@ -426,6 +433,44 @@ export const defaultsSchema = object(
   { description: 'Policy blocks merged into every upstream, key by key (the upstream’s keys win).' },
 );
 
+const REDIS_URL = /^rediss?:\/\/[^\s]+$/;
+const redisUrl = (meta: Meta = {}): Schema<string> => string({ pattern: REDIS_URL, expected: 'a redis:// or rediss:// URL' }, { sensitive: true, ...meta });
+const HOST_PORT = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
+
+export const redisSchema = object(
+  {
+    url: redisUrl({ description: 'Standalone Redis: redis://[user:password@]host:port[/db], rediss:// for TLS. Kept out of logs and GET /config.' }),
+    sentinel: object(
+      {
+        name: string({ minLength: 1, singleLine: true }, { required: true, description: 'The monitored master’s name.' }),
+        sentinels: list(string({ pattern: HOST_PORT, expected: 'host:port' }), { required: true, minItems: 1, description: 'Sentinels, host:port.' }),
+        password: string({}, { sensitive: true, description: 'Password of the Sentinels themselves, if they need one; use ${VAR}.' }),
+      },
+      { description: 'Redis behind Sentinel: the master is asked of the Sentinels and followed through failovers.' },
+    ),
+    cluster: object(
+      { nodes: list(redisUrl(), { required: true, minItems: 1, description: 'Seed nodes (redis:// URLs); the rest is discovered.' }) },
+      { description: 'Redis Cluster. Each limit’s keys share one hash slot.' },
+    ),
+    username: string({}, { description: 'ACL user name; use ${VAR}.' }),
+    password: string({}, { sensitive: true, description: 'Password; use ${VAR}: never logged, redacted in GET /config.' }),
+    tls: object(
+      {
+        ca: string({ minLength: 1, singleLine: true, expected: 'a file path' }, { description: 'PEM CA file that signs the server’s certificate; relative to the config file. Built-in: the system roots.' }),
+        servername: string({ minLength: 1, singleLine: true }, { description: 'Name the certificate is checked against. Built-in: the host.' }),
+      },
+      { description: 'TLS to Redis (also on with a rediss:// URL). Certificates are always verified.' },
+    ),
+    timeout: duration({ min: 1 }, { default: '20ms', description: 'Longest a request ever waits on Redis; a slower answer counts as an error (SPEC §12).' }),
+    onRedisError: oneOf(['allow', 'deny'] as const, {
+      default: 'allow',
+      description: 'Redis slow or down: allow (each process falls back to its local share of the rate) or deny (refuse with 429 until Redis answers).',
+    }),
+    keyPrefix: string({ pattern: /^[A-Za-z0-9._:-]{1,100}$/, expected: 'letters, digits, ".", "_", ":" or "-"' }, { default: 'breakwater', description: 'Prefix of every key breakwater writes.' }),
+  },
+  { ref: 'redis', exactlyOne: [['url', 'sentinel', 'cluster']], description: 'The Redis that rateLimit.scope global shares its buckets through (SPEC §12). Connected once, shared by every global limit.' },
+);
+
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const;
 
 export const configSchema = object(
@@ -466,6 +511,7 @@ export const configSchema = object(
       { description: 'The audit log (config changes and admin actions).' },
     ),
     defaults: defaultsSchema,
+    redis: redisSchema,
     listeners: list(listenerSchema, { required: true, description: 'Listeners; names and addresses are unique (port 0 excepted).' }),
     upstreams: map(upstreamSchema, { keyPattern: UPSTREAM_NAME, keyExpected: `an upstream name matching ${UPSTREAM_NAME.source}` }, {
       required: true,
@@ -484,6 +530,7 @@ export type RawRetry = TypeOf<typeof retrySchema>;
 export type RawCircuitBreaker = TypeOf<typeof circuitBreakerSchema>;
 export type RawBulkhead = TypeOf<typeof bulkheadSchema>;
 export type RawRateLimit = TypeOf<typeof rateLimitSchema>;
+export type RawRedis = TypeOf<typeof redisSchema>;
 export type RawFallback = TypeOf<typeof fallbackSchema>;
 export type RawCache = TypeOf<typeof cacheSchema>;
 export type RawTls = TypeOf<typeof tlsSchema>;

@@ -121,6 +121,25 @@ export interface RateLimitConfig {
   readonly burst: number;
   readonly maxWait: Millis;
   readonly mode: PolicyMode;
+  /** local: this process's bucket; global: shared through `redis` (SPEC §12). */
+  readonly scope: 'local' | 'global';
+  /** scope global: the key as written, or null for the built-in (upstream:NAME / route:NAME). */
+  readonly key: string | null;
+}
+
+/** The top-level `redis` block (SPEC §12). Holds secrets: never logged or printed as is. */
+export interface RedisConfig {
+  readonly mode: 'standalone' | 'sentinel' | 'cluster';
+  /** standalone: one URL; cluster: the seed nodes; sentinel: empty. */
+  readonly urls: readonly string[];
+  readonly sentinel: { readonly name: string; readonly sentinels: readonly { host: string; port: number }[]; readonly password: string | null } | null;
+  readonly username: string | null;
+  readonly password: string | null;
+  /** null: no TLS (unless a rediss:// URL asks for it). `ca` is the file's absolute path. */
+  readonly tls: { readonly ca: string | null; readonly servername: string | null } | null;
+  readonly timeout: Millis;
+  readonly onRedisError: 'allow' | 'deny';
+  readonly keyPrefix: string;
 }
 
 export type FallbackTrigger =
@@ -348,6 +367,8 @@ export interface BreakwaterConfig {
   readonly listeners: readonly ListenerConfig[];
   /** In file order. */
   readonly upstreams: ReadonlyMap<string, UpstreamConfig>;
+  /** The top-level `redis` block, or null. */
+  readonly redis: RedisConfig | null;
   readonly warnings: readonly Warning[];
   readonly source: ConfigSource;
 }

@@ -4,6 +4,7 @@
  * simply absent), so one `validate` run lists every problem of the file.
  * Each rule reports at a config path; load.ts turns paths into line:column.
  */
+import { checkGlobalLimits } from './redis.ts';
 import { NEVER_LOGGED } from '../observability/never-logged.ts';
 import { policyLayers } from './compile.ts';
 import { innermost, mergeBlocks, type Layer } from './merge.ts';
@@ -27,6 +28,7 @@ export function validateSemantics(raw: RawConfig, reportTo: Report): void {
   const upstreams = raw.upstreams ?? new Map<string, RawUpstream | undefined>();
   const listeners = raw.listeners ?? [];
   checkLogHeaders(raw, report);
+  checkGlobalLimits(raw, report);
   checkNames(listeners, report);
   checkAddresses(raw, listeners, report);
   checkTimeoutBlock('defaults.timeout', raw.defaults?.timeout, report);

@@ -23,7 +23,7 @@
  */
 import type { CircuitBreaker } from '../policies/breaker/breaker.ts';
 import { breakerGuard } from '../policies/breaker/permit.ts';
-import type { TokenBucket } from '../policies/rate-limit/token-bucket.ts';
+import type { RateLimiter } from '../policies/rate-limit/rate-limit.ts';
 import type { DeadLetterConfig, HeaderRewrite } from '../config/types.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics/index.ts';
@@ -45,7 +45,7 @@ export interface ReplayBinding {
   /** `match.pathPrefix` when the route strips it. */
   readonly stripPrefix: string | null;
   readonly breaker: CircuitBreaker | null;
-  readonly bucket: TokenBucket | null;
+  readonly bucket: RateLimiter | null;
   /** The upstream's timeout.total: one replay's bound. */
   readonly timeout: number;
 }
@@ -336,9 +336,10 @@ export class DeadLetters {
     let held = permit;
     try {
       if (b.bucket !== null) {
-        const wait = b.bucket.take(Math.max(1000, b.timeout));
-        if (wait < 0) return { id: e.id, result: 'failure', error: 'rate limited: not sent' };
-        if (wait > 0 && !(await this.#sleep(wait))) return { id: e.id, result: 'failure', error: 'shutting down: not sent' };
+        // The upstream's limit, local or global (SPEC §12): a token, a wait for one, or no.
+        const got = await b.bucket.acquire(Math.max(1000, b.timeout), false);
+        if (typeof got !== 'number' && got.type === 'failure') return { id: e.id, result: 'failure', error: 'rate limited: not sent' };
+        if (typeof got === 'number' && got > 0 && !(await this.#sleep(got))) return { id: e.id, result: 'failure', error: 'shutting down: not sent' };
       }
       const ep = b.balancer.pick();
       const headers = replayHeaders(e.headers, b, ep.endpoint.authority);

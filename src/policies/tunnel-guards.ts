@@ -14,10 +14,10 @@ import { failure, type Failure } from '../errors.ts';
 import type { BreakerGuard, BreakerPermit } from './breaker/permit.ts';
 import type { Bulkhead } from './bulkhead/bulkhead.ts';
 import type { Permit } from './permit.ts';
-import type { TokenBucket } from './rate-limit/token-bucket.ts';
 
 export interface TunnelBucket {
-  readonly bucket: TokenBucket;
+  /** A local TokenBucket, or a global limit's `acquireNow` view (never waits). */
+  readonly bucket: { acquire(maxWaitMs: number, observe: boolean): Permit | number | Failure };
   readonly observe: boolean;
 }
 

@@ -8,7 +8,7 @@
  * it catches everything a reload would.
  */
 import { BUILTIN_FALLBACK_ON } from '../config/schema.ts';
-import type { BreakwaterConfig, FallbackTrigger, ListenerConfig, PolicySet, RouteConfig, UpstreamConfig } from '../config/types.ts';
+import type { BreakwaterConfig, FallbackTrigger, ListenerConfig, PolicySet, RateLimitConfig, RouteConfig, UpstreamConfig } from '../config/types.ts';
 import { renderFailure } from '../http/respond.ts';
 import { Router } from '../http/router.ts';
 import type { ExchangeObserver, ListenerRoutes, RouteEntry } from '../http/server.ts';
@@ -21,11 +21,13 @@ import type { Exchange } from '../pipeline/exchange.ts';
 import type { Handler } from '../pipeline/handler.ts';
 import { breakerGuard, type BreakerGuard } from '../policies/breaker/permit.ts';
 import type { Bulkhead } from '../policies/bulkhead/bulkhead.ts';
-import type { TokenBucket } from '../policies/rate-limit/token-bucket.ts';
+import type { RateLimiter } from '../policies/rate-limit/rate-limit.ts';
+import type { TunnelBucket } from '../policies/tunnel-guards.ts';
 import { fallbackLayer } from '../policies/fallback/fallback.ts';
 import { attemptHandler, type AttemptParams } from '../upstream/attempt.ts';
 import { Balancer, EndpointPool } from '../upstream/pool.ts';
 import { TlsSource, type TlsReloadListener } from '../upstream/tls.ts';
+import type { RedisLinkEvents } from '../redis/link.ts';
 import { Activity } from './activity.ts';
 import { DeadLetters, type ReplayBinding } from '../dead-letter/hub.ts';
 import { deadLetterStep } from '../dead-letter/spool-step.ts';
@@ -153,7 +155,7 @@ class Builder {
       preserveHost: u.preserveHost,
       stripPrefix: r.stripPrefix ? r.match.pathPrefix : null,
       breaker: up.breaker?.breaker ?? null,
-      bucket: up.bucket,
+      bucket: up.bucket?.http ?? null,
       timeout: u.timeout.total,
     });
     return deadLetterStep({
@@ -193,7 +195,7 @@ class Builder {
     // all routes to an upstream share the upstream's budget.
     const ownBudget = r.policy.retry.budget !== null && !sameBudget(r.policy.retry.budget, u.retry.budget);
     const up = this.#upstream(u, r.policy, rm, ownBudget ? `route:${r.name}` : `upstream:${u.name}`);
-    const routeBucket = r.rateLimit === null ? null : this.#state.bucket(`route:${r.name}`, r.rateLimit);
+    const routeBucket = r.rateLimit === null ? null : this.#limiter(`route:${r.name}`, r.rateLimit);
     const stack = routeStack({
       route: r.name,
       upstream: u.name,
@@ -212,7 +214,7 @@ class Builder {
               serveFresh: r.cache.serveFresh,
               on: r.policy.fallback?.on ?? BUILTIN_ON,
             },
-      rateLimit: r.rateLimit === null || routeBucket === null ? null : { bucket: routeBucket, mode: r.rateLimit.mode, maxWait: r.rateLimit.maxWait },
+      rateLimit: r.rateLimit === null || routeBucket === null ? null : { bucket: routeBucket.http, mode: r.rateLimit.mode, maxWait: r.rateLimit.maxWait },
       upstreamStack: up.handler,
       deadLetter: this.#deadLetter(r, u, up),
       spoolBodySize: r.deadLetter?.maxBodySize ?? null,
@@ -234,8 +236,8 @@ class Builder {
       route: r,
       upstream: u,
       guards: {
-        routeRateLimit: r.rateLimit === null || routeBucket === null ? null : { bucket: routeBucket, observe: r.rateLimit.mode === 'observe' },
-        upstreamRateLimit: u.rateLimit === null || up.bucket === null ? null : { bucket: up.bucket, observe: u.rateLimit.mode === 'observe' },
+        routeRateLimit: r.rateLimit === null || routeBucket === null ? null : { bucket: routeBucket.tunnel, observe: r.rateLimit.mode === 'observe' },
+        upstreamRateLimit: u.rateLimit === null || up.bucket === null ? null : { bucket: up.bucket.tunnel, observe: u.rateLimit.mode === 'observe' },
         breaker: up.breaker,
         bulkhead: up.bulkhead,
       },
@@ -244,6 +246,24 @@ class Builder {
       logger: this.#deps.accessLog === null ? null : this.#deps.logger,
     });
     return new Route(stack, upgrade, connect, this.#deps.logger);
+  }
+
+  /**
+   * A rate limit's guard: the local bucket `key` names, or (scope global,
+   * SPEC §12) the global limit of `rateLimit.key` or `key`, on the shared
+   * Redis link.
+   */
+  #limiter(key: string, rl: RateLimitConfig): Limiter {
+    if (rl.scope === 'local') {
+      const b = this.#state.bucket(key, rl);
+      return { http: b, tunnel: b };
+    }
+    const redis = this.#config.redis;
+    if (redis === null) throw new Error(`rate limit ${key}: scope global without a redis block (the validator should have caught this)`);
+    const name = rl.key ?? key;
+    const d = this.#deps;
+    const g = this.#state.globalLimiter(name, rl, redis, { metrics: d.metrics.globalLimit(name), logger: d.logger, events: redisEvents(d.logger) });
+    return { http: g, tunnel: g.tunnel };
   }
 
   /** The fallback step's parameters: another upstream's own stack (with its own fallback), or only a static answer. */
@@ -281,7 +301,7 @@ class Builder {
     const balancer = new Balancer(pools, u.balance);
     const breaker = u.circuitBreaker === null ? null : breakerGuard(state.breaker(u.name, u.circuitBreaker));
     const bulkhead = u.bulkhead === null ? null : state.bulkhead(u.name, u.bulkhead);
-    const bucket = u.rateLimit === null ? null : state.bucket(`upstream:${u.name}`, u.rateLimit);
+    const bucket = u.rateLimit === null ? null : this.#limiter(`upstream:${u.name}`, u.rateLimit);
     const budget = policy.retry.budget === null || policy.retry.maxRetries === 0 ? null : state.budget(budgetKey, policy.retry.budget);
     const params: AttemptParams = {
       upstream: u.name,
@@ -296,7 +316,7 @@ class Builder {
       upstreamMetrics: um,
       rewrite: u.requestHeaders,
       keepTe: u.protocol !== 'http1',
-      rateLimit: u.rateLimit === null || bucket === null ? null : { bucket, mode: u.rateLimit.mode, maxWait: u.rateLimit.maxWait },
+      rateLimit: u.rateLimit === null || bucket === null ? null : { bucket: bucket.http, mode: u.rateLimit.mode, maxWait: u.rateLimit.maxWait },
       breaker,
       bulkhead,
       retry: policy.retry,
@@ -316,6 +336,20 @@ function tlsReloadListener(deps: BuildDeps): TlsReloadListener {
   };
 }
 
+/** The Redis connection's ups and downs: one log line each (an outage is logged once, not per failed call). */
+function redisEvents(logger: Logger): RedisLinkEvents {
+  return {
+    onDown: (reason) => logger.warn({ reason }, 'redis_down'),
+    onUp: () => logger.info('redis_connected'),
+  };
+}
+
+/** A rate limit as the request path and the tunnels see it. */
+interface Limiter {
+  readonly http: RateLimiter;
+  readonly tunnel: TunnelBucket['bucket'];
+}
+
 /** A fallback upstream's own fallback, around its stack. */
 function fallbackAround(params: FallbackStep, fm: RouteMetrics, stack: Handler): Handler {
   return fallbackLayer({ ...params, onFallback: (kind) => fm.fallback(kind) })(stack);
@@ -327,7 +361,7 @@ interface UpstreamStack {
   readonly balancer: Balancer;
   readonly breaker: BreakerGuard | null;
   readonly bulkhead: Bulkhead | null;
-  readonly bucket: TokenBucket | null;
+  readonly bucket: Limiter | null;
   readonly metrics: UpstreamMetrics;
 }
 

@@ -9,10 +9,13 @@
  * nothing needs rolling back.
  */
 import type { Pool } from 'undici';
-import type { BudgetConfig, BulkheadConfig, CacheConfig, CircuitBreakerConfig, RateLimitConfig } from '../config/types.ts';
+import type { BudgetConfig, BulkheadConfig, CacheConfig, CircuitBreakerConfig, RateLimitConfig, RedisConfig } from '../config/types.ts';
 import { ResponseCache } from '../policies/cache/store.ts';
 import type { CircuitBreaker } from '../policies/breaker/breaker.ts';
 import { Bulkhead } from '../policies/bulkhead/bulkhead.ts';
+import { GlobalLimiter, type GlobalLimitMetrics } from '../policies/rate-limit/global-limiter.ts';
+import type { Logger } from '../observability/logger.ts';
+import { RedisLink, type RedisLinkEvents } from '../redis/link.ts';
 import { TokenBucket } from '../policies/rate-limit/token-bucket.ts';
 import { RetryBudget } from '../policies/retry/budget.ts';
 import { createPool, poolKey, type PoolOptions } from '../upstream/pool.ts';
@@ -32,6 +35,10 @@ export class StatePlan {
   readonly #budgets = new Map<string, RetryBudget>();
   readonly #pools = new Map<string, Pool>();
   readonly #caches = new Map<string, ResponseCache>();
+  readonly #globals = new Map<string, GlobalLimiter>();
+  /** The Redis link this load uses: the live one when the block is unchanged, else a new one (not connected until commit). */
+  #link: RedisLink | null = null;
+  #linkEvents: RedisLinkEvents | null = null;
   /** Threshold changes for live objects, applied by commit (keyed, so a name named twice is updated once). */
   readonly #updates = new Map<object, () => void>();
   #settled = false;
@@ -66,6 +73,32 @@ export class StatePlan {
     return this.#get(this.#registry.caches, this.#caches, key, cfg, () => new ResponseCache(cfg));
   }
 
+  /**
+   * A global rate limit (SPEC §12) by key: the live one takes the new rate
+   * and link at commit. The Redis link is made here (no connection) and
+   * connected at commit; an unchanged redis block keeps the live link.
+   */
+  globalLimiter(key: string, cfg: RateLimitConfig, redis: RedisConfig, deps: { metrics: GlobalLimitMetrics; logger: Logger; events: RedisLinkEvents }): GlobalLimiter {
+    this.claims.globals.add(key);
+    const link = this.#redisLink(redis, deps.events);
+    const live = this.#registry.globals.get(key);
+    if (live !== undefined) {
+      this.#updates.set(live, () => live.update(cfg, link));
+      return live;
+    }
+    let m = this.#globals.get(key);
+    if (m === undefined) this.#globals.set(key, (m = new GlobalLimiter(key, cfg, { link, metrics: deps.metrics, logger: deps.logger, clock: this.#registry.clock })));
+    return m;
+  }
+
+  #redisLink(cfg: RedisConfig, events: RedisLinkEvents): RedisLink {
+    if (this.#link !== null) return this.#link;
+    const live = this.#registry.redis;
+    this.#link = live !== null && live.identity === JSON.stringify(cfg) ? live : new RedisLink(cfg, this.#registry.peerId);
+    this.#linkEvents = events;
+    return this.#link;
+  }
+
   /** Pools are keyed by origin and options: an unchanged endpoint keeps its warm connections. */
   pool(origin: string, opts: PoolOptions): Pool {
     const key = poolKey(origin, opts);
@@ -87,7 +120,15 @@ export class StatePlan {
     for (const [key, b] of this.#budgets) r.budgets.set(key, b);
     for (const [key, p] of this.#pools) r.pools.set(key, p);
     for (const [key, c] of this.#caches) r.caches.set(key, c);
+    for (const [key, g] of this.#globals) r.globals.set(key, g);
     for (const apply of this.#updates.values()) apply();
+    // The Redis link: connected now if new; the one it replaces (or one no global limit uses any more) is closed.
+    const old = r.redis;
+    if (this.#link !== old) {
+      r.redis = this.#link;
+      if (this.#link !== null && this.#linkEvents !== null) this.#link.start(this.#linkEvents);
+      void old?.close();
+    }
   }
 
   /** Drops the plan: what it made is disposed (no connection was ever opened on its pools), live state is untouched. */

@@ -10,10 +10,14 @@
  * Connection pools live here too, keyed by origin and pool options, so a
  * reload that keeps an endpoint keeps its warm connections.
  */
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import type { Pool } from 'undici';
 import type { BudgetConfig, BulkheadConfig, CircuitBreakerConfig, RateLimitConfig } from '../config/types.ts';
 import { CircuitBreaker, SharedRotation, type BreakerState } from '../policies/breaker/breaker.ts';
 import { Bulkhead } from '../policies/bulkhead/bulkhead.ts';
+import type { GlobalLimiter } from '../policies/rate-limit/global-limiter.ts';
+import type { RedisLink } from '../redis/link.ts';
 import { TokenBucket } from '../policies/rate-limit/token-bucket.ts';
 import { RetryBudget } from '../policies/retry/budget.ts';
 import { ResponseCache } from '../policies/cache/store.ts';
@@ -31,10 +35,11 @@ export interface Claims {
   readonly pools: Set<string>;
   /** `route:NAME` of every route with a stale-if-error cache. */
   readonly caches: Set<string>;
+  readonly globals: Set<string>;
 }
 
 export function newClaims(): Claims {
-  return { breakers: new Set(), bulkheads: new Set(), buckets: new Set(), budgets: new Set(), pools: new Set(), caches: new Set() };
+  return { breakers: new Set(), bulkheads: new Set(), buckets: new Set(), budgets: new Set(), pools: new Set(), caches: new Set(), globals: new Set() };
 }
 
 export class StateRegistry {
@@ -47,6 +52,11 @@ export class StateRegistry {
   readonly pools = new Map<string, Pool>();
   /** Stale-if-error caches by `route:NAME` (policies/cache/store.ts): a reload keeps what they hold. */
   readonly caches = new Map<string, ResponseCache>();
+  /** Global rate limits (SPEC §12) by key, and the one Redis connection they share. */
+  readonly globals = new Map<string, GlobalLimiter>();
+  redis: RedisLink | null = null;
+  /** This process among a global bucket's peers. */
+  readonly peerId = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
   readonly #onTransition: TransitionListener;
   readonly #unsubscribe = new Map<string, () => void>();
 
@@ -137,6 +147,7 @@ export class StateRegistry {
       this.caches.delete(key);
       c.clear();
     }
+    for (const key of this.globals.keys()) if (!claims.globals.has(key)) this.globals.delete(key);
     const closing: Promise<void>[] = [];
     for (const [key, p] of this.pools) {
       if (claims.pools.has(key)) continue;
@@ -151,6 +162,9 @@ export class StateRegistry {
     await this.retain(newClaims());
     for (const b of this.bulkheads.values()) b.dispose();
     this.bulkheads.clear();
+    const link = this.redis;
+    this.redis = null;
+    await link?.close();
   }
 
   /** Cut every upstream connection at once (second SIGTERM, tests). */

@@ -473,6 +473,84 @@ describe('the upstream-tls component (deploy/components/upstream-tls)', () => {
   });
 });
 
+// ------------------------------------------------------------------ global rate limit component
+// deploy/components/global-rate-limit: a Redis and the config whose
+// inventory rate limit is shared through it (SPEC §12).
+describe('the global-rate-limit component (deploy/components/global-rate-limit)', () => {
+  const dir = 'deploy/components/global-rate-limit';
+  const component = parse(read(`${dir}/kustomization.yaml`)) as {
+    kind: string;
+    resources?: string[];
+    configMapGenerator?: { name: string; behavior?: string; files?: string[] }[];
+    patches?: { target: { kind: string; name: string }; patch: string }[];
+  };
+  const redisObjects = parseAllDocuments(read(`${dir}/redis.yaml`)).map((d) => d.toJS() as K8sObject);
+  const componentConfig = parse(read(`${dir}/breakwater.yaml`)) as Record<string, any>;
+
+  it('is a Component that adds a Redis Deployment and Service and replaces the config ConfigMap', () => {
+    assert.equal(component.kind, 'Component');
+    assert.deepEqual(component.resources, ['redis.yaml']);
+    const g = component.configMapGenerator?.find((x) => x.name === CONFIG_CONFIGMAP);
+    assert.equal(g?.behavior, 'replace');
+    assert.deepEqual(redisObjects.map((o) => o.kind).sort(), ['Deployment', 'Service']);
+    for (const o of redisObjects) {
+      const Model = ({ Deployment, Service } as Record<string, new (o: never) => { validate(): void }>)[o.kind]!;
+      assert.doesNotThrow(() => new Model(o as never).validate(), `${o.kind}/${o.metadata.name}`);
+    }
+  });
+
+  it('gives the sidecar REDIS_URL (the Service) and REDIS_PASSWORD (a Secret), which the config reads', () => {
+    const p = component.patches?.find((x) => x.target.kind === 'Deployment' && x.target.name === deployment.metadata.name);
+    assert.ok(p);
+    const ops = parse(p.patch) as { op: string; path: string; value: { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string } } }[] }[];
+    const env = ops.find((o) => o.path === '/spec/template/spec/initContainers/0/env');
+    assert.ok(env, 'env added to the first init container');
+    assert.equal(podSpec.initContainers?.[0]?.name, SIDECAR, 'which is the breakwater sidecar');
+    const svc = redisObjects.find((o) => o.kind === 'Service')!;
+    const port = (svc.spec as { ports: { port: number }[] }).ports[0]!.port;
+    assert.equal(env.value.find((e) => e.name === 'REDIS_URL')?.value, `redis://${svc.metadata.name}:${port}`);
+    assert.equal(env.value.find((e) => e.name === 'REDIS_PASSWORD')?.valueFrom?.secretKeyRef?.name, 'breakwater-redis');
+    assert.equal(componentConfig['redis'].url, '${REDIS_URL}');
+    assert.equal(componentConfig['redis'].password, '${REDIS_PASSWORD}');
+  });
+
+  it('ships deploy/breakwater.yaml unchanged but for the redis block and scope global on inventory', () => {
+    const base = parse(read('deploy/breakwater.yaml')) as Record<string, any>;
+    const mine = structuredClone(componentConfig);
+    delete mine['redis'];
+    assert.equal(mine['upstreams'].inventory.rateLimit.scope, 'global');
+    delete mine['upstreams'].inventory.rateLimit.scope;
+    delete mine['upstreams'].inventory.rateLimit.key;
+    assert.deepEqual(mine, base);
+  });
+
+  it('ships a valid config, whose credentials stay out of GET /config', async () => {
+    const { loadConfigText } = await import('../../src/config/load.ts');
+    const r = loadConfigText(read(`${dir}/breakwater.yaml`), join(root, dir, 'breakwater.yaml'), { REDIS_URL: 'redis://breakwater-redis:6379', REDIS_PASSWORD: 'pw-from-secret' });
+    assert.ok(r.ok, r.ok ? '' : r.errors.map(String).join('\n'));
+    assert.equal(r.config.upstreams.get('inventory')?.rateLimit?.scope, 'global');
+    assert.ok(!JSON.stringify(r.config.source.redacted).includes('pw-from-secret'));
+  });
+
+  it('renders with kustomize: the Redis objects and the sidecar env', { skip: kustomizeCommand() ? false : 'kubectl not installed (nor kustomize)' }, () => {
+    const scratch = mkdtempSync(join(tmpdir(), 'breakwater-kustomize-'));
+    try {
+      const rel = relative(scratch, deployDir).split(sep).join('/');
+      writeFileSync(join(scratch, 'kustomization.yaml'), `resources:\n  - ${rel}\ncomponents:\n  - ${rel}/components/global-rate-limit\n`);
+      const out = render(kustomizeCommand()!, scratch);
+      assert.ok(out.some((o) => o.kind === 'Deployment' && o.metadata.name === 'breakwater-redis'));
+      assert.ok(out.some((o) => o.kind === 'Service' && o.metadata.name === 'breakwater-redis'));
+      const cm = out.find((o) => o.kind === 'ConfigMap' && o.metadata.name === CONFIG_CONFIGMAP);
+      assert.equal(cm?.data?.['breakwater.yaml'], read(`${dir}/breakwater.yaml`));
+      const d = out.find((o) => o.kind === 'Deployment' && o.metadata.name === deployment.metadata.name) as unknown as DeploymentDoc;
+      const sc = d.spec.template.spec.initContainers?.find((c) => c.name === SIDECAR);
+      assert.ok(sc?.env?.some((e) => e.name === 'REDIS_URL'));
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
+    }
+  });
+});
+
 // ------------------------------------------------------------------ config
 type LoadResult = { ok: true; config: BreakwaterConfig } | { ok: false; errors: readonly unknown[] };
 async function loadDeployConfig(): Promise<BreakwaterConfig> {

@@ -66,6 +66,7 @@ export const PEERS = {
   nginx: { name: 'nginx', pkg: 'nginx-light', present: once(() => which('nginx') !== null && runs(which('nginx')!, ['-v'])) },
   promtool: { name: 'promtool', pkg: 'prometheus', present: once(() => runs('promtool', ['--version'])) },
   prometheus: { name: 'prometheus', pkg: 'prometheus', present: once(() => runs('prometheus', ['--version'])) },
+  redis: { name: 'redis-server', pkg: 'redis-server', present: once(() => which('redis-server') !== null && runs(which('redis-server')!, ['--version'])) },
 } as const satisfies Record<string, Peer>;
 
 const missingMessage = (missing: Peer[]): string =>

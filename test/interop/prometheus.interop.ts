@@ -22,6 +22,7 @@ import * as grpc from '@grpc/grpc-js';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { CertFactory } from '../helpers/certs.ts';
 import { request } from '../helpers/http.ts';
+import { startRedis, type TestRedis } from '../helpers/redis.ts';
 import { refusedPort, startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { freePort, sleep, waitFor } from '../helpers/wait.ts';
 import { PEERS, ROOT, requirePeers, run, skipUnless, spawnPeer, startCli, waitHttp, type Cli, type Peerproc } from './lib.ts';
@@ -145,6 +146,7 @@ const BREAKWATER = (o: Record<string, string>, limitedRate: string): string => `
 version: 1
 admin: { address: 127.0.0.1:0 }
 log: { access: false }
+redis: { url: "${o['redis']}", timeout: 50ms }
 listeners:
   - { name: secure, address: 127.0.0.1:0, upstream: secure }
   - { name: ok, address: 127.0.0.1:0, upstream: ok }
@@ -161,6 +163,7 @@ listeners:
     routes:
       - { name: spooled, upstream: gone, deadLetter: { path: "${o['spool']}", maxBodySize: 16 } }
   - { name: cached, address: 127.0.0.1:0, routes: [{ name: cached, upstream: cachy, cache: { maxEntries: 1 } }] }
+  - { name: shared, address: 127.0.0.1:0, upstream: shared }
   - name: egress
     address: 127.0.0.1:0
     routes:
@@ -201,6 +204,9 @@ upstreams:
   gone:
     url: "${o['refused']}"
     retry: { maxRetries: 0 }
+  shared:
+    url: "${o['ok']}"
+    rateLimit: { rate: 100/s, scope: global, key: interop-shared }
   grpc:
     url: "${o['grpc']}"
     protocol: h2c
@@ -223,7 +229,7 @@ const ECHO: grpc.ServiceDefinition = {
   },
 };
 
-describe('a real Prometheus scraping breakwater', { skip: skipUnless(PEERS.prometheus, PEERS.curl) }, () => {
+describe('a real Prometheus scraping breakwater', { skip: skipUnless(PEERS.prometheus, PEERS.curl, PEERS.redis) }, () => {
   const ups: Upstream[] = [];
   let cli: Cli | undefined;
   let prom: Peerproc | undefined;
@@ -234,6 +240,7 @@ describe('a real Prometheus scraping breakwater', { skip: skipUnless(PEERS.prome
   let origins: Record<string, string> = {};
   let grpcServer: grpc.Server | undefined;
   let grpcClient: grpc.Client | undefined;
+  let redis: TestRedis | undefined;
 
   /** One round of traffic that touches every metric family. */
   async function traffic(): Promise<void> {
@@ -275,11 +282,14 @@ describe('a real Prometheus scraping breakwater', { skip: skipUnless(PEERS.prome
     assert.equal((await get('cached', `/${cacheRound}/a`)).status, 200);
     assert.equal((await get('cached', `/${cacheRound}/b`)).status, 200);
     assert.equal((await get('cached', `/${cacheRound}/b`)).headers['x-breakwater-fallback'], 'cache');
+    // A global rate limit on a real Redis (SPEC §12): tokens leased from it, or, once it is gone, the local share.
+    for (let i = 0; i < 3; i++) assert.equal((await get('shared')).status, 200);
   }
   let cacheRound = 0;
 
   before(async () => {
-    requirePeers(PEERS.prometheus, PEERS.curl);
+    requirePeers(PEERS.prometheus, PEERS.curl, PEERS.redis);
+    redis = await startRedis();
     dir = mkdtempSync(path.join(tmpdir(), 'bw-interop-prom-'));
     const start = async (s: Parameters<typeof startUpstream>[0]) => {
       const u = await startUpstream(s);
@@ -327,6 +337,7 @@ describe('a real Prometheus scraping breakwater', { skip: skipUnless(PEERS.prome
       slow: await start({ status: 200, body: 'slow', delayMs: 300 }),
       refused: `http://127.0.0.1:${await refusedPort()}`,
       spool: path.join(dir, 'spool.db'),
+      redis: redis.url,
     };
     cli = await startCli(BREAKWATER(origins, '1/s'));
     const Echo = grpc.makeGenericClientConstructor(ECHO, 'Echo');
@@ -357,6 +368,8 @@ describe('a real Prometheus scraping breakwater', { skip: skipUnless(PEERS.prome
     // Two rounds a few scrapes apart, so rates see increases, with reloads in between.
     await traffic();
     await sleep(2500);
+    // Redis goes away: the second round runs the global limit on its fallback (errors, fallback tokens, the gauge at 1).
+    await redis.kill();
     cli.proc.child.stdout!.resume();
     // Rotate the client certificate on disk, as a Secret update would (new files renamed over the old).
     const next = certs.leaf('interop-client-2', ca);
@@ -399,6 +412,7 @@ describe('a real Prometheus scraping breakwater', { skip: skipUnless(PEERS.prome
     secure?.closeAllConnections();
     secure?.close();
     certs?.close();
+    await redis?.close();
     if (dir !== '') rmSync(dir, { recursive: true, force: true });
   });
 

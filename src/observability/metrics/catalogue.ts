@@ -67,4 +67,8 @@ export const CATALOGUE: readonly MetricSpec[] = Object.freeze([
   // SPEC §11.2: the stale-if-error cache.
   spec('cache_hits_total', 'counter', ['route', 'upstream', 'result'], 'Requests answered from a route’s stale-if-error cache: stale (the upstream failed) or fresh (serveFresh, the upstream not asked).'),
   spec('cache_evictions_total', 'counter', ['route', 'upstream'], 'Stored responses evicted from a route’s cache to keep it within maxEntries and maxBytes.'),
+  // SPEC §12: global rate limits shared through Redis.
+  spec('global_rate_limit_errors_total', 'counter', ['reason'], 'Calls to Redis for a global rate limit that failed: timeout (slower than redis.timeout), connection or script.'),
+  spec('global_rate_limit_tokens_total', 'counter', ['limit', 'source'], 'Tokens of a global rate limit: leased from Redis (source redis), or admitted by the local share while Redis failed (source fallback).'),
+  spec('global_rate_limit_fallback', 'gauge', ['limit'], 'A global rate limit running on its local share because Redis failed: 1, else 0.'),
 ]);

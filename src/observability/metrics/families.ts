@@ -201,6 +201,9 @@ export class Families {
   readonly deadLettersDropped: ValueFamily;
   readonly cacheHits: ValueFamily;
   readonly cacheEvictions: ValueFamily;
+  readonly globalErrors: ValueFamily;
+  readonly globalTokens: ValueFamily;
+  readonly globalFallback: ValueFamily;
   readonly all: readonly Family<Cell | HistogramCell>[];
 
   constructor() {
@@ -248,6 +251,9 @@ export class Families {
     this.deadLettersDropped = value('dead_letters_dropped_total');
     this.cacheHits = value('cache_hits_total');
     this.cacheEvictions = value('cache_evictions_total');
+    this.globalErrors = value('global_rate_limit_errors_total');
+    this.globalTokens = value('global_rate_limit_tokens_total');
+    this.globalFallback = value('global_rate_limit_fallback');
     if (all.length !== CATALOGUE.length) throw new Error('every catalogue entry needs a family');
     this.all = all;
   }

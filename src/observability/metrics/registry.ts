@@ -7,6 +7,7 @@
  */
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import type { Metric as PromMetric } from 'prom-client';
+import type { GlobalLimitMetrics } from '../../policies/rate-limit/global-limiter.ts';
 import { PREFIX } from './catalogue.ts';
 import { Families, type Cell, type Labels } from './families.ts';
 import { ListenerHandle, RouteHandle, UpstreamHandle, type Handle, type ListenerMetrics, type RouteMetrics, type UpstreamMetrics } from './handles.ts';
@@ -94,6 +95,28 @@ export class Metrics {
       this.#listeners.set(name, h);
     }
     return h;
+  }
+
+  /** The handle of one global rate limit (SPEC §12), by its key; series appear on first use. */
+  globalLimit(limit: string): GlobalLimitMetrics {
+    const f = this.#f;
+    let redis: Cell | undefined;
+    let fallback: Cell | undefined;
+    // Present (at 0) from the first global limit on: alerts and panels see a series before the first error.
+    for (const r of ['timeout', 'connection', 'script']) f.globalErrors.child(r);
+    const gauge = f.globalFallback.child(limit);
+    return {
+      error: (reason) => f.globalErrors.child(reason).v++,
+      leased: (n) => {
+        (redis ??= f.globalTokens.child(limit, 'redis')).v += n;
+      },
+      fallbackAdmitted: () => {
+        (fallback ??= f.globalTokens.child(limit, 'fallback')).v++;
+      },
+      fallback: (on) => {
+        gauge.v = on ? 1 : 0;
+      },
+    };
   }
 
   reload(result: 'success' | 'failure' | 'unchanged'): void {

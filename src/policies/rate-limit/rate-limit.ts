@@ -5,13 +5,18 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { PolicyMode } from '../../config/types.ts';
-import { failure } from '../../errors.ts';
+import { failure, type Failure } from '../../errors.ts';
 import type { Exchange } from '../../pipeline/exchange.ts';
 import type { Handler, Layer, Reply } from '../../pipeline/handler.ts';
-import type { TokenBucket } from './token-bucket.ts';
+import type { Permit } from '../permit.ts';
+
+/** The local TokenBucket or a GlobalLimiter: the same answers; only a global one may answer later (its Redis call in flight). */
+export interface RateLimiter {
+  acquire(maxWaitMs: number, observe: boolean): Permit | number | Failure | Promise<Permit | number | Failure>;
+}
 
 export interface RateLimitParams {
-  readonly bucket: TokenBucket;
+  readonly bucket: RateLimiter;
   readonly mode: PolicyMode;
   readonly maxWait: number;
   readonly onReject: () => void;
@@ -28,15 +33,20 @@ export function rateLimitLayer(p: RateLimitParams): Layer {
     }
     return next(ex);
   };
+  const settle = (ex: Exchange, next: Handler, p: Permit | number | Failure): Promise<Reply> => {
+    if (typeof p === 'number') return waitThenNext(ex, next, p);
+    if (p.type === 'failure') {
+      onReject();
+      return Promise.resolve(p);
+    }
+    if (p.observed !== null) ex.flag(p.observed);
+    return next(ex);
+  };
   return (next: Handler): Handler =>
     (ex: Exchange) => {
       const p = bucket.acquire(maxWait, observe);
-      if (typeof p === 'number') return waitThenNext(ex, next, p);
-      if (p.type === 'failure') {
-        onReject();
-        return Promise.resolve(p);
-      }
-      if (p.observed !== null) ex.flag(p.observed);
-      return next(ex);
+      // A global limit's rare answer-to-come (bounded by redis.timeout).
+      if (p instanceof Promise) return p.then((a) => settle(ex, next, a));
+      return settle(ex, next, p);
     };
 }

@@ -491,6 +491,7 @@ describe('deploy/prometheus/breakwater-rules.yaml', () => {
       'BreakwaterConfigStale',
       'BreakwaterDeadLettersDropped',
       'BreakwaterDeadLettersGrowing',
+      'BreakwaterGlobalRateLimitRedisErrors',
       'BreakwaterMetricsAbsent',
       'BreakwaterRetryBudgetExhausted',
       'BreakwaterRouteErrorRatioHigh',
@@ -509,6 +510,7 @@ describe('deploy/prometheus/breakwater-rules.yaml', () => {
     uses('BreakwaterDeadLettersGrowing', /delta\(breakwater_dead_letters\[/);
     uses('BreakwaterDeadLettersDropped', /breakwater_dead_letters_dropped_total/);
     uses('BreakwaterServingStale', /breakwater_cache_hits_total\{result="stale"\}/);
+    uses('BreakwaterGlobalRateLimitRedisErrors', /breakwater_global_rate_limit_errors_total/);
     assert.equal(checked.alerts.find((a) => a.alert === 'BreakwaterCircuitOpen')!.for, '5m');
   });
 });

@@ -74,6 +74,9 @@ describe('Metrics (SPEC §8)', () => {
       dead_letters_dropped_total: ['counter', ['route', 'reason']],
       cache_hits_total: ['counter', ['route', 'upstream', 'result']],
       cache_evictions_total: ['counter', ['route', 'upstream']],
+      global_rate_limit_errors_total: ['counter', ['reason']],
+      global_rate_limit_tokens_total: ['counter', ['limit', 'source']],
+      global_rate_limit_fallback: ['gauge', ['limit']],
     };
     assert.deepEqual(
       Object.fromEntries(CATALOGUE.map((s) => [s.name, [s.type, [...s.labels]]])),
@@ -308,10 +311,10 @@ describe('Metrics (SPEC §8)', () => {
   });
 
   it('never uses a label that could hold a raw path, query, header value or client address', () => {
-    // Every label is a config name (listener, route, upstream), a bounded
+    // Every label is a config name (listener, route, upstream, a global rate limit's key), a bounded
     // vocabulary, or the config hash: nothing taken from a request but its
     // method (normalised) and the status breakwater answered with.
-    const allowed = new Set(['listener', 'route', 'upstream', 'method', 'code', 'code_class', 'result', 'reason', 'state', 'from', 'to', 'kind', 'hash', 'direction', 'grpc_status']);
+    const allowed = new Set(['listener', 'route', 'upstream', 'method', 'code', 'code_class', 'result', 'reason', 'state', 'from', 'to', 'kind', 'hash', 'direction', 'grpc_status', 'limit', 'source']);
     for (const s of CATALOGUE) for (const l of s.labels) assert.ok(allowed.has(l), `${s.name} has label ${l}`);
     const forbidden = /path|url|uri|query|header|host|client|addr|ip|user|agent|endpoint/i;
     for (const s of CATALOGUE) for (const l of s.labels) assert.doesNotMatch(l, forbidden, `${s.name}{${l}}`);

@@ -12,6 +12,8 @@ function limit(tokens: number, periodMs: number, burst: number): RateLimitConfig
     burst,
     maxWait: 0,
     mode: 'enforce',
+    scope: 'local',
+    key: null,
   };
 }
 

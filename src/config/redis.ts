@@ -1,0 +1,76 @@
+/**
+ * The top-level `redis` block (SPEC §12): compiled to a RedisConfig, checked
+ * against the rate limits that need it, and shown without its secrets.
+ */
+import path from 'node:path';
+import { withBuiltIns } from './merge.ts';
+import { need } from './policies.ts';
+import { redisSchema, type RawConfig, type RawRedis } from './schema.ts';
+import type { RedisConfig } from './types.ts';
+import { formatDuration } from './units.ts';
+import { childPath } from './yaml-nodes.ts';
+
+export function compileRedis(raw: RawRedis | undefined, baseDir: string): RedisConfig | null {
+  if (raw === undefined) return null;
+  // Structure from the block as written (the built-ins would fill in sentinel and cluster), values with the built-ins.
+  const r = withBuiltIns(redisSchema, raw);
+  const s = raw.sentinel;
+  const mode = raw.url !== undefined ? 'standalone' : s !== undefined ? 'sentinel' : 'cluster';
+  const urls = raw.url !== undefined ? [raw.url] : (raw.cluster?.nodes ?? []).filter((u): u is string => u !== undefined);
+  return {
+    mode,
+    urls,
+    sentinel:
+      s === undefined
+        ? null
+        : {
+            name: need(s.name, 'redis.sentinel.name'),
+            sentinels: (s.sentinels ?? []).filter((x): x is string => x !== undefined).map(hostPort),
+            password: s.password ?? null,
+          },
+    username: raw.username ?? null,
+    password: raw.password ?? null,
+    tls: raw.tls === undefined ? null : { ca: raw.tls.ca === undefined ? null : path.resolve(baseDir, raw.tls.ca), servername: raw.tls.servername ?? null },
+    timeout: need(r.timeout, 'redis.timeout'),
+    onRedisError: need(r.onRedisError, 'redis.onRedisError'),
+    keyPrefix: need(r.keyPrefix, 'redis.keyPrefix'),
+  };
+}
+
+function hostPort(text: string): { host: string; port: number } {
+  const i = text.lastIndexOf(':');
+  const host = text.slice(0, i);
+  return { host: host.startsWith('[') ? host.slice(1, -1) : host, port: Number(text.slice(i + 1)) };
+}
+
+/** Every `rateLimit.scope: global` needs the top-level redis block: reported at the scope key. */
+export function checkGlobalLimits(raw: RawConfig, report: (path: string, message: string) => void): void {
+  if (raw.redis !== undefined) return;
+  const message = 'rateLimit.scope global needs the top-level redis block (redis: { url: ${REDIS_URL} }): there is nowhere to share the bucket';
+  if (raw.defaults?.rateLimit?.scope === 'global') report('defaults.rateLimit.scope', message);
+  for (const [name, u] of raw.upstreams ?? []) if (u?.rateLimit?.scope === 'global') report(`${childPath('upstreams', name)}.rateLimit.scope`, message);
+  (raw.listeners ?? []).forEach((l, i) =>
+    (l?.routes ?? []).forEach((r, j) => {
+      if (r?.rateLimit?.scope === 'global') report(`listeners[${i}].routes[${j}].rateLimit.scope`, message);
+    }),
+  );
+}
+
+/** A URL without its credentials: redis://[redacted]@host:port/db. */
+export function redactRedisUrl(url: string): string {
+  const at = url.lastIndexOf('@');
+  const scheme = url.indexOf('://');
+  if (at < 0 || scheme < 0 || at < scheme) return url;
+  return `${url.slice(0, scheme + 3)}[redacted]@${url.slice(at + 1)}`;
+}
+
+/** `breakwater validate`'s line for the redis block: effective values, no secrets. */
+export function describeRedis(r: RedisConfig): string {
+  const where =
+    r.mode === 'sentinel' && r.sentinel !== null
+      ? `sentinel ${r.sentinel.name} via ${r.sentinel.sentinels.map((x) => `${x.host}:${x.port}`).join(', ')}`
+      : `${r.mode} ${r.urls.map(redactRedisUrl).join(', ')}`;
+  const tls = r.tls !== null || r.urls.some((u) => u.startsWith('rediss:')) ? 'tls on' : 'tls off';
+  const auth = r.password !== null ? `password set${r.username !== null ? ` (user ${r.username})` : ''}` : 'no password';
+  return `${where}; ${tls}; ${auth}; timeout ${formatDuration(r.timeout)}; on redis error ${r.onRedisError}; key prefix ${r.keyPrefix}`;
+}
