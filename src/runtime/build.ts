@@ -17,6 +17,7 @@ import type { AccessLog } from '../observability/access-log.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics, RouteMetrics, UpstreamMetrics } from '../observability/metrics/index.ts';
 import type { Exchange } from '../pipeline/exchange.ts';
+import type { Tracing, TracingHost } from '../observability/tracing/tracing.ts';
 import type { Handler } from '../pipeline/handler.ts';
 import { breakerGuard, type BreakerGuard } from '../policies/breaker/permit.ts';
 import type { Bulkhead } from '../policies/bulkhead/bulkhead.ts';
@@ -37,6 +38,8 @@ export interface BuildDeps {
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly accessLog: AccessLog | null;
+  /** Absent (validate) or null: no tracing steps are built. */
+  readonly tracing?: TracingHost | null;
 }
 
 /** What one config load serves. */
@@ -61,20 +64,30 @@ export interface RuntimePlan {
 
 export function buildRuntime(config: BreakwaterConfig, deps: BuildDeps): RuntimePlan {
   const state = new StatePlan(deps.registry);
-  const b = new Builder(config, deps, state);
+  const host = deps.tracing ?? null;
+  const tracing = host === null ? null : host.plan(config.tracing);
+  const b = new Builder(config, deps, state, tracing);
   const activity = new Activity();
   const listeners = new Map<string, ListenerRoutes>();
   try {
     for (const l of config.listeners) {
       const routes = l.routes.map((r) => ({ config: r, value: b.route(l, r) as RouteEntry }));
-      listeners.set(l.name, { config: l, router: new Router(routes), observer: listenerObserver(l.name, deps, activity) });
+      listeners.set(l.name, { config: l, router: new Router(routes), observer: listenerObserver(l.name, deps, activity, tracing !== null) });
     }
   } catch (err) {
     void state.discard();
     throw err;
   }
   const runtime: Runtime = { config, listeners, claims: state.claims, activity };
-  return { runtime, commit: () => state.commit(), discard: () => state.discard() };
+  return {
+    runtime,
+    commit: () => {
+      state.commit();
+      // The exporter starts (or the running one is kept) only now: a build opens nothing.
+      host?.commit(tracing);
+    },
+    discard: () => state.discard(),
+  };
 }
 
 /**
@@ -83,7 +96,7 @@ export function buildRuntime(config: BreakwaterConfig, deps: BuildDeps): Runtime
  * the route the route stack's observe step named (or the empty route of
  * requests refused before routing: every request is counted).
  */
-function listenerObserver(listener: string, deps: BuildDeps, activity: Activity): ExchangeObserver {
+function listenerObserver(listener: string, deps: BuildDeps, activity: Activity, traced: boolean): ExchangeObserver {
   const lm = deps.metrics.listener(listener);
   const noRoute = deps.metrics.noRoute(listener);
   const accessLog = deps.accessLog;
@@ -105,6 +118,8 @@ function listenerObserver(listener: string, deps: BuildDeps, activity: Activity)
       m.request(ex.method, status, ms / 1000);
       if (ex.grpcStatus !== null) m.grpcResponse(ex.grpcStatus);
       accessLog?.write(ex, status, ms);
+      // With tracing on: the server span ends with the exchange (its events, the exemplar).
+      if (traced) ex.trace?.end(ex, status, ms / 1000);
     },
   };
 }
@@ -115,11 +130,15 @@ class Builder {
   readonly #state: StatePlan;
   /** One TLS source per upstream with a `tls` block, shared by the pools of its endpoints (all routes). */
   readonly #tls = new Map<string, TlsSource>();
+  readonly #tracing: Tracing | null;
+  readonly #serverSpan: ReturnType<Tracing['serverStep']> | null;
 
-  constructor(config: BreakwaterConfig, deps: BuildDeps, state: StatePlan) {
+  constructor(config: BreakwaterConfig, deps: BuildDeps, state: StatePlan, tracing: Tracing | null) {
     this.#config = config;
     this.#deps = deps;
     this.#state = state;
+    this.#tracing = tracing;
+    this.#serverSpan = tracing === null ? null : tracing.serverStep();
   }
 
   /**
@@ -160,6 +179,7 @@ class Builder {
       fallback: this.#fallback(listener.name, r.name, r.policy),
       rateLimit: r.rateLimit === null || routeBucket === null ? null : { bucket: routeBucket, mode: r.rateLimit.mode, maxWait: r.rateLimit.maxWait },
       upstreamStack: up.handler,
+      trace: this.#serverSpan,
     });
     const upgrade = upgradeHandler({
       route: r,
@@ -246,6 +266,7 @@ class Builder {
       retry: policy.retry,
       budget,
       attempt: attemptHandler(params),
+      traceAttempt: this.#tracing === null ? null : this.#tracing.attemptLayer(u.name),
     });
     return { handler, balancer, breaker, bulkhead, bucket, metrics: um };
   }

@@ -18,6 +18,8 @@ import { ListenerServer } from '../http/server.ts';
 import { AccessLog } from '../observability/access-log.ts';
 import { createLogger, type Logger, type LoggerHandle } from '../observability/logger.ts';
 import { Metrics } from '../observability/metrics/index.ts';
+import { TracingHost, dropReporter } from '../observability/tracing/tracing.ts';
+import { readFileSync } from 'node:fs';
 import { buildRuntime, type Runtime, type RuntimePlan } from './build.ts';
 import { newClaims, StateRegistry, type Claims } from './state.ts';
 
@@ -46,6 +48,8 @@ export class Proxy {
   readonly metrics: Metrics;
   readonly registry: StateRegistry;
   readonly logger: Logger;
+  /** The OTLP exporter's owner (SPEC §13): survives reloads; idle (nothing loaded) without a `tracing` block. */
+  readonly tracing: TracingHost;
   readonly #log: LoggerHandle;
   readonly #env: Record<string, string | undefined>;
   #runtime: Runtime;
@@ -68,6 +72,17 @@ export class Proxy {
     this.#log = createLogger(config.log.level, opts.logDestination);
     this.logger = this.#log.logger;
     this.metrics = new Metrics({ defaultMetrics: opts.defaultMetrics ?? true });
+    this.tracing = new TracingHost(
+      {
+        dropped: dropReporter(
+          (reason, n) => this.metrics.spansDropped(reason, n),
+          (fields, msg) => this.logger.warn(fields, msg),
+        ),
+        warn: (fields, msg) => this.logger.warn(fields, msg),
+      },
+      packageVersion(),
+      this.#env,
+    );
     this.registry = new StateRegistry((upstream, from, to) => {
       const um = this.metrics.upstream(upstream);
       um.circuitTransition(from, to);
@@ -134,7 +149,7 @@ export class Proxy {
 
   #build(config: BreakwaterConfig): RuntimePlan {
     const accessLog = config.log.access ? new AccessLog(this.#log, config.log) : null;
-    return buildRuntime(config, { registry: this.registry, metrics: this.metrics, logger: this.logger, accessLog });
+    return buildRuntime(config, { registry: this.registry, metrics: this.metrics, logger: this.logger, accessLog, tracing: this.tracing });
   }
 
   /**
@@ -293,6 +308,8 @@ export class Proxy {
     // In-flight requests are done or were cut at drain.timeout: whatever an
     // upstream connection still holds can only be abandoned work.
     await this.registry.destroy();
+    // The last spans go to the collector, within a bounded wait.
+    await this.tracing.shutdown();
     await this.admin?.close();
     this.logger.info({ inflightAtStop: inflight, abandoned: left }, 'drain_complete');
     this.#log.flush();
@@ -306,9 +323,19 @@ export class Proxy {
     this.listeners.clear();
     this.#retiring.clear();
     await this.registry.destroy();
+    await this.tracing.shutdown();
     await this.admin?.close();
     this.metrics.registry.clear();
     this.#log.flush();
+  }
+}
+
+/** breakwater's version (service.version of its spans). */
+function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
   }
 }
 

@@ -59,4 +59,6 @@ export const CATALOGUE: readonly MetricSpec[] = Object.freeze([
   spec('tls_reloads_total', 'counter', ['upstream', 'result'], 'Rotations of an upstream’s TLS files: success (new connections use them) or failure (refused, the files in use are kept).'),
   // SPEC §10.2: gRPC calls by the status their client got; the label holds one of the 17 code names (a code outside 0–16 counts as unknown).
   spec('grpc_responses_total', 'counter', ['route', 'upstream', 'grpc_status'], 'gRPC calls answered, by the grpc-status the client got (ok, cancelled, unknown, ..., unavailable, unauthenticated): the upstream’s, or breakwater’s own.'),
+  // SPEC §13: finished spans that never reached the collector (only with a `tracing` block).
+  spec('trace_spans_dropped_total', 'counter', ['reason'], 'Finished trace spans dropped instead of exported: queue_full (the bounded export queue was full; nothing waits) or export_failed (the OTLP collector failed or was unreachable).'),
 ]);
