@@ -66,6 +66,11 @@ export const PEERS = {
   nginx: { name: 'nginx', pkg: 'nginx-light', present: once(() => which('nginx') !== null && runs(which('nginx')!, ['-v'])) },
   promtool: { name: 'promtool', pkg: 'prometheus', present: once(() => runs('promtool', ['--version'])) },
   prometheus: { name: 'prometheus', pkg: 'prometheus', present: once(() => runs('prometheus', ['--version'])) },
+  openmetrics: {
+    name: 'python prometheus_client (OpenMetrics parser)',
+    pkg: 'python3-prometheus-client',
+    present: once(() => runs(PYTHON, ['-c', 'import prometheus_client.openmetrics.parser'])),
+  },
 } as const satisfies Record<string, Peer>;
 
 const missingMessage = (missing: Peer[]): string =>
