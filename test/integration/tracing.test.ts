@@ -281,3 +281,89 @@ upstreams:
     assert.ok(px.logs.some((l) => l.msg === 'trace_spans_dropped'), 'a (rate-limited) warning says so');
   });
 });
+
+describe('tracing across reloads and shutdown', () => {
+  let up: Upstream;
+  let otlp: OtlpReceiver;
+  const baseline = snapshotHandles();
+  const cfg = (tracing: string) => `
+version: 1
+admin: { address: 127.0.0.1:0 }
+${tracing}
+listeners:
+  - name: main
+    address: 127.0.0.1:0
+    upstream: svc
+upstreams:
+  svc: { url: ${up.origin} }
+`;
+
+  before(async () => {
+    up = await startUpstream({ status: 200 });
+    otlp = await startOtlpReceiver();
+  });
+
+  after(async () => {
+    await otlp.close();
+    await up.close();
+    await assertNoLeaks(baseline);
+  });
+
+  it('keeps the exporter over an unchanged block, replaces it on a change, stops it when the block goes, starts one when it comes', async () => {
+    const px = await startProxy(cfg(''));
+    try {
+      assert.equal(px.proxy.tracing.engine, null, 'no tracing block: no exporter');
+      await request(`${px.url('main')}/none`);
+      assert.equal(up.requests.at(-1)!.headers.traceparent, undefined, 'tracing off: no traceparent is made up');
+
+      px.write(cfg(`tracing: { endpoint: ${otlp.url} }`));
+      assert.equal((await px.proxy.reload('test')).result, 'success');
+      const first = px.proxy.tracing.engine;
+      assert.ok(first !== null);
+      await request(`${px.url('main')}/one`);
+      const tp1 = parseTp(up.requests.at(-1)!.headers.traceparent);
+
+      px.write(cfg(`tracing: { endpoint: ${otlp.url} }\nlog: { level: debug }`));
+      assert.equal((await px.proxy.reload('test')).result, 'success');
+      assert.equal(px.proxy.tracing.engine, first, 'an unchanged block keeps the running exporter');
+
+      px.write(cfg(`tracing: { endpoint: ${otlp.url}, sampleRatio: 0.5 }`));
+      assert.equal((await px.proxy.reload('test')).result, 'success');
+      assert.ok(px.proxy.tracing.engine !== null && px.proxy.tracing.engine !== first, 'a changed block: a new exporter');
+      // The replaced exporter flushed what it had.
+      await otlp.waitForSpans((s) => s.some((x) => x.traceId === tp1.traceId && x.kind === 'server'));
+
+      px.write(cfg(`tracing: { endpoint: ${otlp.url} }`));
+      await px.proxy.reload('test');
+      await request(`${px.url('main')}/two`);
+      const tp2 = parseTp(up.requests.at(-1)!.headers.traceparent);
+
+      px.write(cfg(''));
+      assert.equal((await px.proxy.reload('test')).result, 'success');
+      assert.equal(px.proxy.tracing.engine, null, 'the block removed: the exporter is stopped');
+      await otlp.waitForSpans((s) => s.some((x) => x.traceId === tp2.traceId && x.kind === 'server'));
+
+      px.write(cfg(`tracing: { endpoint: ${otlp.url} }`));
+      await px.proxy.reload('test');
+      await request(`${px.url('main')}/three`);
+      const tp3 = parseTp(up.requests.at(-1)!.headers.traceparent);
+      await px.close();
+      // close() flushes: the last span is out before it returns.
+      assert.ok(otlp.spans.some((x) => x.traceId === tp3.traceId && x.kind === 'server'));
+    } finally {
+      await px.close();
+    }
+  });
+
+  it('a failed reload leaves the running exporter alone; validate-style builds start none', async () => {
+    const px = await startProxy(cfg(`tracing: { endpoint: ${otlp.url} }`));
+    try {
+      const e = px.proxy.tracing.engine;
+      px.write(cfg(`tracing: { endpoint: ${otlp.url}, sampleRatio: 7 }`));
+      assert.equal((await px.proxy.reload('test')).result, 'failure');
+      assert.equal(px.proxy.tracing.engine, e);
+    } finally {
+      await px.close();
+    }
+  });
+});
