@@ -15,8 +15,9 @@ import { findReferences, SkipError, startTarget, type BenchContext } from './lib
 import * as passthrough from './scenarios/passthrough.ts';
 import * as manyRoutes from './scenarios/many-routes.ts';
 import * as grpc from './scenarios/grpc.ts';
+import * as tracing from './scenarios/tracing.ts';
 
-const SCENARIOS = ['passthrough', 'many-routes', 'grpc'] as const;
+const SCENARIOS = ['passthrough', 'many-routes', 'grpc', 'tracing'] as const;
 
 async function main(): Promise<void> {
   const arg = process.argv[2] ?? 'passthrough';
@@ -45,7 +46,7 @@ async function main(): Promise<void> {
     const ctx: BenchContext = { settings, tmp, targetUrl: target.url };
     for (const name of http) {
       progress(`\n== ${name} ==`);
-      const body = name === 'passthrough' ? await passthrough.run(ctx, refs) : await manyRoutes.run(ctx);
+      const body = name === 'passthrough' ? await passthrough.run(ctx, refs) : name === 'tracing' ? await tracing.run(ctx) : await manyRoutes.run(ctx);
       sections.push(`### ${name}\n\n${body}`);
     }
     await target.stop();

@@ -42,6 +42,8 @@ export type RequestBody = null | Buffer | Readable;
 
 /** What tracing keeps on an exchange (observability/tracing/tracing.ts). */
 export interface ExchangeTrace {
+  /** The request's trace id (32 hex), continued from the client or started by breakwater. */
+  readonly traceId: string;
   /** The exchange is over: end the server span (status as the client got it). */
   end(ex: Exchange, status: number, seconds: number): void;
 }

@@ -167,6 +167,8 @@ upstreams:
     const spans = await otlp.waitForSpans((s) => serverOf(s, tp.traceId) !== undefined);
     const server = serverOf(spans, tp.traceId)!;
     assert.equal(server.parentSpanId, '');
+    const line = (await px.waitForRequests(1)).find((l) => l['path'] === '/api/new');
+    assert.equal(line?.['traceId'], tp.traceId, 'the access log names the trace breakwater started');
     assert.deepEqual(clientsOf(spans, server).map((c) => c.spanId), [tp.spanId]);
   });
 

@@ -423,6 +423,7 @@ class ServerTrace implements ExchangeTrace {
   readonly context: Context;
   readonly recording: boolean;
   readonly traceparent: string;
+  readonly traceId: string;
   lastAttempt: UpstreamResponse | null = null;
   lastUpstream: string | null = null;
 
@@ -430,7 +431,9 @@ class ServerTrace implements ExchangeTrace {
     this.engine = engine;
     this.span = span;
     this.recording = span.isRecording();
-    this.traceparent = traceparentOf(span.spanContext());
+    const sc = span.spanContext();
+    this.traceparent = traceparentOf(sc);
+    this.traceId = sc.traceId;
     this.context = this.recording ? engine.api.trace.setSpan(engine.api.ROOT_CONTEXT, span) : engine.api.ROOT_CONTEXT;
   }
 
