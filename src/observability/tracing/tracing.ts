@@ -321,22 +321,19 @@ export class Tracing {
       const e = this.engine!;
       const parent = e.extract(ex.req.headers);
       const route = ex.route ?? '';
-      const span = e.tracer.startSpan(
-        `${ex.method} ${route}`,
-        {
-          kind: SERVER,
-          startTime: ex.start,
-          attributes: {
-            'http.request.method': ex.method,
-            'url.path': pathOf(ex.target),
-            'breakwater.route': route,
-            'breakwater.upstream': ex.upstream ?? '',
-            'breakwater.listener': ex.listener,
-            'breakwater.request_id': ex.requestId,
-          },
-        },
-        parent,
-      );
+      // Attributes only for a span that records: the SDK copies and checks
+      // what startSpan is given even when the sampler then drops the span.
+      const span = e.tracer.startSpan(`${ex.method} ${route}`, { kind: SERVER, startTime: ex.start }, parent);
+      if (span.isRecording()) {
+        span.setAttributes({
+          'http.request.method': ex.method,
+          'url.path': pathOf(ex.target),
+          'breakwater.route': route,
+          'breakwater.upstream': ex.upstream ?? '',
+          'breakwater.listener': ex.listener,
+          'breakwater.request_id': ex.requestId,
+        });
+      }
       ex.trace = new ServerTrace(e, span);
       return next(ex);
     };
@@ -368,7 +365,15 @@ export class Tracing {
         t.context,
       );
       setTraceparent(ex, traceparentOf(span.spanContext()));
-      const r = await next(ex);
+      let r: UpstreamResponse;
+      try {
+        r = await next(ex);
+      } catch (err) {
+        // Attempts answer with values, never throw; if one does, its span still ends.
+        span.setStatus({ code: ERROR, message: 'internal_error' });
+        span.end();
+        throw err;
+      }
       t.lastAttempt = r;
       t.lastUpstream = upstream;
       const endpoint = (r as { endpoint?: { endpoint?: { authority?: string } } }).endpoint?.endpoint?.authority;
