@@ -99,11 +99,12 @@ export async function run(ctx: BenchContext): Promise<string> {
     for (const x of subjects) {
       const m = summarize(results, x.id);
       if (m === null) continue;
+      const cpu = (results.get(x.id) ?? []).map((r) => r?.cpuUsPerReq).filter((v): v is number => typeof v === 'number');
       rows.push([
         x.label,
         fmtInt(m.rps),
         fmtPct(m.rpsSpread),
-        fmtInt(m.cpuUsPerReq),
+        x.id === 'direct' ? '—' : `${fmtInt(m.cpuUsPerReq)} [${fmtInt(Math.min(...cpu))}–${fmtInt(Math.max(...cpu))}]`,
         x.id === 'direct' || off === null ? '—' : fmtRatio(m.cpuUsPerReq / off.cpuUsPerReq),
         fmtUsPair(m.p50Us, m.p99Us),
         x.id === 'direct' ? '—' : fmtUsPair(m.addedP50Us, m.addedP99Us, true),
@@ -111,7 +112,7 @@ export async function run(ctx: BenchContext): Promise<string> {
     }
     const s = ctx.settings;
     return `${markdownTable(
-      ['target', `req/s @${s.connections} conns`, 'rounds spread', 'CPU µs/req', 'CPU vs tracing off', `p50 / p99 @${s.latencyRate} req/s`, 'added p50 / p99'],
+      ['target', `req/s @${s.connections} conns`, 'rounds spread', 'CPU µs/req [min–max]', 'CPU vs tracing off', `p50 / p99 @${s.latencyRate} req/s`, 'added p50 / p99'],
       rows,
     )}\n\nOTLP sink (in the bench process): ${sink.exports} exports, ${fmtInt(sink.bytes / 1024)} KiB received.`;
   } finally {
