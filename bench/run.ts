@@ -1,7 +1,7 @@
 /**
  * breakwater's benchmark runner.
  *
- *   node bench/run.ts [passthrough | many-routes | grpc | dead-letter | global-rate-limit | all]     (default: passthrough)
+ *   node bench/run.ts [passthrough | many-routes | grpc | dead-letter | global-rate-limit | tracing | all]     (default: passthrough)
  *
  * Knobs (env): DURATION=10 WARMUP=2 ROUNDS=3 CONNECTIONS=32 LATENCY_RATE=1000
  * TARGET=node|nginx PIN=1 ONLY=id,id TARGET_PORT=18080 PROXY_PORT=18081
@@ -19,7 +19,9 @@ import * as deadLetter from './scenarios/dead-letter.ts';
 
 import * as globalRateLimit from './scenarios/global-rate-limit.ts';
 
-const SCENARIOS = ['passthrough', 'many-routes', 'grpc', 'dead-letter', 'global-rate-limit'] as const;
+import * as tracing from './scenarios/tracing.ts';
+
+const SCENARIOS = ['passthrough', 'many-routes', 'grpc', 'dead-letter', 'global-rate-limit', 'tracing'] as const;
 
 async function main(): Promise<void> {
   const arg = process.argv[2] ?? 'passthrough';
@@ -55,7 +57,9 @@ async function main(): Promise<void> {
             ? await deadLetter.run(ctx)
             : name === 'global-rate-limit'
               ? await globalRateLimit.run(ctx)
-              : await manyRoutes.run(ctx);
+              : name === 'tracing'
+                ? await tracing.run(ctx)
+                : await manyRoutes.run(ctx);
       sections.push(`### ${name}\n\n${body}`);
     }
     await target.stop();

@@ -2,7 +2,8 @@
 # Installs the third-party peers the interop suite (`npm run test:interop`)
 # drives breakwater with, from Debian: curl, python3-requests, gunicorn,
 # python3-httpbin, nginx-light, prometheus (which ships promtool) and
-# redis-server (the global rate limit's tests, SPEC §12).
+# redis-server (the global rate limit's tests, SPEC §12) and python3-prometheus-client
+# (its OpenMetrics parser reads exemplars).
 #
 #   bash scripts/interop-deps.sh
 #
@@ -33,6 +34,7 @@ command -v curl >/dev/null || missing+=(curl)
 have_py_module requests || missing+=(python3-requests)
 have_py_module gunicorn || missing+=(gunicorn)
 have_py_module httpbin || missing+=(python3-httpbin)
+have_py_module prometheus_client.openmetrics.parser || missing+=(python3-prometheus-client)
 command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v prometheus >/dev/null || [[ " ${missing[*]} " == *" prometheus "* ]] || missing+=(prometheus)
@@ -66,6 +68,7 @@ say "python: $("$PY" --version 2>&1)"
 say "requests: $("$PY" -c 'import requests; print(requests.__version__)')"
 say "gunicorn: $("$PY" -c 'import gunicorn; print(gunicorn.__version__)')"
 say "httpbin: $("$PY" -c 'import importlib.metadata as m; print(m.version("httpbin"))' 2>/dev/null || echo present)"
+say "prometheus_client: $("$PY" -c 'import importlib.metadata as m; print(m.version("prometheus_client"))' 2>/dev/null || echo present)"
 say "nginx: $("$nginx_bin" -v 2>&1)"
 say "promtool: $(promtool --version 2>&1 | head -n1)"
 say "prometheus: $(prometheus --version 2>&1 | head -n1)"

@@ -45,6 +45,20 @@ export interface AdminTarget {
   reload(trigger: string, client?: string): Promise<{ readonly result: 'success' | 'failure' | 'unchanged'; readonly hash: string; readonly errors: readonly string[] }>;
 }
 
+const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
+
+/** Accept names application/openmetrics-text with a non-zero q (Prometheus sends it first by default). */
+export function acceptsOpenMetrics(accept: string | undefined): boolean {
+  if (accept === undefined) return false;
+  for (const part of accept.split(',')) {
+    const [type, ...params] = part.split(';');
+    if (type!.trim().toLowerCase() !== 'application/openmetrics-text') continue;
+    const q = params.map((x) => x.trim()).find((x) => x.startsWith('q='));
+    if (q === undefined || Number(q.slice(2)) > 0) return true;
+  }
+  return false;
+}
+
 const CIRCUIT = /^\/upstreams\/([^/]+)\/circuit$/;
 
 export class AdminServer {
@@ -142,6 +156,13 @@ export class AdminServer {
         case '/readyz':
           return p.ready && !p.draining ? text(res, 200, 'ready') : text(res, 503, p.draining ? 'draining' : 'not ready');
         case '/metrics': {
+          // OpenMetrics (with exemplars) when tracing is on and the scraper asks for it (SPEC §13).
+          if (p.config.tracing !== null && acceptsOpenMetrics(req.headers.accept)) {
+            const om = await p.metrics.openMetricsText();
+            res.writeHead(200, { 'content-type': OPENMETRICS_CONTENT_TYPE });
+            res.end(om);
+            return;
+          }
           const body = await p.metrics.metricsText();
           res.writeHead(200, { 'content-type': p.metrics.contentType });
           res.end(body);

@@ -106,6 +106,7 @@ export function compile(raw: RawConfig, baseDir: string = process.cwd()): Compil
   const admin = need(top.admin, 'admin');
   const log = need(top.log, 'log');
   const drain = need(top.drain, 'drain');
+  const tracing = top.tracing;
   return {
     version: 1,
     admin: { address: need(admin.address, 'admin.address'), token: admin.token ?? null, tokenFrom: [] },
@@ -117,6 +118,15 @@ export function compile(raw: RawConfig, baseDir: string = process.cwd()): Compil
       headers: defined(log.headers),
     },
     drain: { delay: need(drain.delay, 'drain.delay'), timeout: need(drain.timeout, 'drain.timeout') },
+    tracing:
+      tracing === undefined
+        ? null
+        : {
+            endpoint: need(tracing.endpoint, 'tracing.endpoint'),
+            sampleRatio: need(tracing.sampleRatio, 'tracing.sampleRatio'),
+            serviceName: tracing.serviceName ?? null,
+            queueSize: need(tracing.queueSize, 'tracing.queueSize'),
+          },
     listeners,
     upstreams: new FrozenMap(upstreams),
     redis: compileRedis(raw.redis, baseDir),

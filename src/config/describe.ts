@@ -41,6 +41,14 @@ export function describeConfig(config: BreakwaterConfig): string {
     `level ${log.level}; access log ${log.access ? 'on' : 'off'}; query strings ${log.includeQuery ? 'logged' : 'not logged'}; headers ${log.headers.length > 0 ? log.headers.join(', ') : 'none'}`,
   );
   if (config.redis !== null) line(2, 'redis', describeRedis(config.redis));
+  const tr = config.tracing;
+  line(
+    2,
+    'tracing',
+    tr === null
+      ? 'off'
+      : `OTLP/HTTP to ${traceTarget(tr.endpoint)}; sample ${tr.sampleRatio * 100}% of new traces (parent-based); service ${tr.serviceName ?? '$OTEL_SERVICE_NAME, else breakwater'}; queue ${tr.queueSize} spans (drops when full)`,
+  );
   line(2, 'drain', `keep serving ${formatDuration(config.drain.delay)}, then wait up to ${formatDuration(config.drain.timeout)} for in-flight requests`);
 
   const used = new Set<string>();
@@ -86,6 +94,12 @@ export function describeAdminToken(a: BreakwaterConfig['admin']): string {
   if (a.token === null) return 'no token (loopback only)';
   const from = a.tokenFrom.length === 0 ? 'the environment' : a.tokenFrom.map((n) => `$${n}`).join(', ');
   return `token set (from ${from}); required on every endpoint but /healthz, /readyz, /metrics`;
+}
+
+/** The trace endpoint without its query (which may carry a key). */
+function traceTarget(url: string): string {
+  const u = new URL(url);
+  return `${u.origin}${u.pathname}${u.search === '' ? '' : '?…'}`;
 }
 
 function policyLines(u: UpstreamConfig, r: RouteConfig | null, line: (label: string, text: string) => void): void {

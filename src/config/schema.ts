@@ -473,6 +473,36 @@ export const redisSchema = object(
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const;
 
+/** An OTLP/HTTP traces URL: http(s), with its path (e.g. http://collector:4318/v1/traces). */
+const otlpUrl = (meta: Meta = {}): Schema<string> =>
+  custom<string>(
+    {
+      expected: 'an http:// or https:// URL of an OTLP/HTTP traces endpoint',
+      parse: (v) => {
+        if (typeof v !== 'string') return { ok: false, expected: 'an http:// or https:// URL of an OTLP/HTTP traces endpoint' };
+        try {
+          const u = new URL(v);
+          if ((u.protocol === 'http:' || u.protocol === 'https:') && u.username === '' && u.password === '') return { ok: true, value: u.href };
+        } catch {
+          // not a URL: reported below
+        }
+        return { ok: false, expected: 'an http:// or https:// URL (no credentials) of an OTLP/HTTP traces endpoint' };
+      },
+      json: { type: 'string', pattern: '^(https?://|\\$\\{)' },
+    },
+    meta,
+  );
+
+export const tracingSchema = object(
+  {
+    endpoint: otlpUrl({ required: true, description: 'OTLP/HTTP (protobuf) traces URL, e.g. http://otel-collector:4318/v1/traces.' }),
+    sampleRatio: number({ min: 0, max: 1 }, { default: 1, description: 'Share of new traces sampled (0..1); a request with a traceparent follows its parent’s sampled flag.' }),
+    serviceName: string({ minLength: 1, singleLine: true, expected: 'a non-empty name' }, { description: 'service.name of the spans. Built-in: $OTEL_SERVICE_NAME, else "breakwater".' }),
+    queueSize: integer({ min: 1, max: 1_000_000 }, { default: 2048, description: 'Finished spans waiting for export; when full, new spans are dropped and counted (trace_spans_dropped_total), never waited for.' }),
+  },
+  { ref: 'tracing', offUnlessPresent: true, description: 'OpenTelemetry traces, exported over OTLP/HTTP. Off unless present.' },
+);
+
 export const configSchema = object(
   {
     version: literal(1, { required: true, description: 'Format version: 1.' }),
@@ -512,6 +542,7 @@ export const configSchema = object(
     ),
     defaults: defaultsSchema,
     redis: redisSchema,
+    tracing: tracingSchema,
     listeners: list(listenerSchema, { required: true, description: 'Listeners; names and addresses are unique (port 0 excepted).' }),
     upstreams: map(upstreamSchema, { keyPattern: UPSTREAM_NAME, keyExpected: `an upstream name matching ${UPSTREAM_NAME.source}` }, {
       required: true,

@@ -358,11 +358,24 @@ export interface AuditConfig {
   readonly file: string | null;
 }
 
+/** SPEC §13: OpenTelemetry traces; null (the whole feature absent) unless a `tracing` block is present. */
+export interface TracingConfig {
+  /** OTLP/HTTP traces URL. */
+  readonly endpoint: string;
+  /** 0..1, for new traces (parent-based). */
+  readonly sampleRatio: number;
+  /** The config's serviceName, or null: $OTEL_SERVICE_NAME, else "breakwater" (resolved when the exporter starts). */
+  readonly serviceName: string | null;
+  /** Finished spans waiting for export. */
+  readonly queueSize: number;
+}
+
 export interface BreakwaterConfig {
   readonly version: 1;
   readonly admin: AdminConfig;
   readonly audit: AuditConfig;
   readonly log: LogConfig;
+  readonly tracing: TracingConfig | null;
   readonly drain: { readonly delay: Millis; readonly timeout: Millis };
   readonly listeners: readonly ListenerConfig[];
   /** In file order. */

@@ -42,7 +42,8 @@ export class AccessLog {
       }
       headers = JSON.stringify(h);
     }
-    const traceId = traceIdOf(req.headers.traceparent);
+    // With tracing on, the trace the request is part of (continued or started here); else the client's.
+    const traceId = ex.trace !== null ? ex.trace.traceId : traceIdOf(req.headers.traceparent);
     this.#log.writeInfoLine(
       `{"level":"info",${this.#log.timeField()},"requestId":${JSON.stringify(ex.requestId)},"traceId":${traceId === null ? 'null' : `"${traceId}"`}` +
         `,"listener":${JSON.stringify(ex.listener)},"route":${str(ex.route)},"upstream":${str(ex.upstream)},"endpoint":${str(ex.endpoint)}` +

@@ -16,6 +16,8 @@ const EMPTY_HEADERS: string[] = [];
 /** The per-route metric children the edge records into when a request is over. */
 export interface RequestMetrics {
   request(method: string, status: number, seconds: number): void;
+  /** After `request()`, for a traced request: its trace id as an exemplar (SPEC §13). */
+  exemplar(method: string, status: number, seconds: number, traceId: string): void;
   /** A gRPC call is over with this status (grpc_responses_total). */
   grpcResponse(code: number): void;
 }
@@ -37,6 +39,14 @@ export interface Try {
  * - Readable: a body larger than the replay limit, streamed once (not replayable).
  */
 export type RequestBody = null | Buffer | Readable;
+
+/** What tracing keeps on an exchange (observability/tracing/tracing.ts). */
+export interface ExchangeTrace {
+  /** The request's trace id (32 hex), continued from the client or started by breakwater. */
+  readonly traceId: string;
+  /** The exchange is over: end the server span (status as the client got it). */
+  end(ex: Exchange, status: number, seconds: number): void;
+}
 
 /** A guard permit that records attempt outcomes (the breaker's). */
 export interface RecordingPermit {
@@ -113,6 +123,8 @@ export class Exchange {
    * the exchange is over (a half-open probe never recorded gives its slot back).
    */
   breaker: RecordingPermit | null = null;
+  /** The request's server span (observability/tracing), when tracing is on; null otherwise. */
+  trace: ExchangeTrace | null = null;
 
   #abort: AbortController | null = null;
   #releases: (() => void)[] | null = null;

@@ -18,6 +18,7 @@ import type { AccessLog } from '../observability/access-log.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics, RouteMetrics, UpstreamMetrics } from '../observability/metrics/index.ts';
 import type { Exchange } from '../pipeline/exchange.ts';
+import type { Tracing, TracingHost } from '../observability/tracing/tracing.ts';
 import type { Handler } from '../pipeline/handler.ts';
 import { breakerGuard, type BreakerGuard } from '../policies/breaker/permit.ts';
 import type { Bulkhead } from '../policies/bulkhead/bulkhead.ts';
@@ -47,6 +48,8 @@ export interface BuildDeps {
   readonly accessLog: AccessLog | null;
   /** The running proxy's dead letters; absent (validate), a throwaway one that never opens a file. */
   readonly deadLetters?: DeadLetters;
+  /** Absent (validate) or null: no tracing steps are built. */
+  readonly tracing?: TracingHost | null;
 }
 
 /** What one config load serves. */
@@ -71,24 +74,31 @@ export interface RuntimePlan {
 
 export function buildRuntime(config: BreakwaterConfig, deps: BuildDeps): RuntimePlan {
   const state = new StatePlan(deps.registry);
-  const b = new Builder(config, deps, state);
+  const host = deps.tracing ?? null;
+  const tracing = host === null ? null : host.plan(config.tracing);
+  const b = new Builder(config, deps, state, tracing);
   const activity = new Activity();
   const listeners = new Map<string, ListenerRoutes>();
   try {
     for (const l of config.listeners) {
       const routes = l.routes.map((r) => ({ config: r, value: b.route(l, r) as RouteEntry }));
-      listeners.set(l.name, { config: l, router: new Router(routes), observer: listenerObserver(l.name, deps, activity) });
+      listeners.set(l.name, { config: l, router: new Router(routes), observer: listenerObserver(l.name, deps, activity, tracing !== null) });
     }
   } catch (err) {
     void state.discard();
     throw err;
   }
   const runtime: Runtime = { config, listeners, claims: state.claims, activity };
-  const commit = (): void => {
-    state.commit();
-    b.deadLetters.bind(b.replayBindings);
+  return {
+    runtime,
+    commit: () => {
+      state.commit();
+      b.deadLetters.bind(b.replayBindings);
+      // The exporter starts (or the running one is kept) only now: a build opens nothing.
+      host?.commit(tracing);
+    },
+    discard: () => state.discard(),
   };
-  return { runtime, commit, discard: () => state.discard() };
 }
 
 /**
@@ -97,7 +107,7 @@ export function buildRuntime(config: BreakwaterConfig, deps: BuildDeps): Runtime
  * the route the route stack's observe step named (or the empty route of
  * requests refused before routing: every request is counted).
  */
-function listenerObserver(listener: string, deps: BuildDeps, activity: Activity): ExchangeObserver {
+function listenerObserver(listener: string, deps: BuildDeps, activity: Activity, traced: boolean): ExchangeObserver {
   const lm = deps.metrics.listener(listener);
   const noRoute = deps.metrics.noRoute(listener);
   const accessLog = deps.accessLog;
@@ -119,6 +129,8 @@ function listenerObserver(listener: string, deps: BuildDeps, activity: Activity)
       m.request(ex.method, status, ms / 1000);
       if (ex.grpcStatus !== null) m.grpcResponse(ex.grpcStatus);
       accessLog?.write(ex, status, ms);
+      // With tracing on: the server span ends with the exchange (its events, the exemplar).
+      if (traced) ex.trace?.end(ex, status, ms / 1000);
     },
   };
 }
@@ -132,12 +144,16 @@ class Builder {
   readonly deadLetters: DeadLetters;
   /** Routes with a dead-letter spool: bound to the hub at commit. */
   readonly replayBindings: ReplayBinding[] = [];
+  readonly #tracing: Tracing | null;
+  readonly #serverSpan: ReturnType<Tracing['serverStep']> | null;
 
-  constructor(config: BreakwaterConfig, deps: BuildDeps, state: StatePlan) {
+  constructor(config: BreakwaterConfig, deps: BuildDeps, state: StatePlan, tracing: Tracing | null) {
     this.#config = config;
     this.#deps = deps;
     this.#state = state;
     this.deadLetters = deps.deadLetters ?? new DeadLetters(deps.metrics, deps.logger);
+    this.#tracing = tracing;
+    this.#serverSpan = tracing === null ? null : tracing.serverStep();
   }
 
   /** The route's dead-letter step, and how its entries replay; null when the route has no `deadLetter`. */
@@ -218,6 +234,7 @@ class Builder {
       upstreamStack: up.handler,
       deadLetter: this.#deadLetter(r, u, up),
       spoolBodySize: r.deadLetter?.maxBodySize ?? null,
+      trace: this.#serverSpan,
     });
     const upgrade = upgradeHandler({
       route: r,
@@ -322,6 +339,7 @@ class Builder {
       retry: policy.retry,
       budget,
       attempt: attemptHandler(params),
+      traceAttempt: this.#tracing === null ? null : this.#tracing.attemptLayer(u.name),
     });
     return { handler, balancer, breaker, bulkhead, bucket, metrics: um };
   }

@@ -21,6 +21,8 @@ import { AuditLog, type Requester } from '../observability/audit.ts';
 import { AuditFile } from '../observability/audit-file.ts';
 import { createLogger, type Logger, type LoggerHandle } from '../observability/logger.ts';
 import { Metrics } from '../observability/metrics/index.ts';
+import { TracingHost, dropReporter } from '../observability/tracing/tracing.ts';
+import { readFileSync } from 'node:fs';
 import { buildRuntime, type Runtime, type RuntimePlan } from './build.ts';
 import { newClaims, StateRegistry, type Claims } from './state.ts';
 import { DeadLetters } from '../dead-letter/hub.ts';
@@ -52,6 +54,8 @@ export class Proxy {
   readonly logger: Logger;
   /** SPEC §11.3: config changes here, admin actions in admin/server.ts. */
   readonly audit: AuditLog;
+  /** The OTLP exporter's owner (SPEC §13): survives reloads; idle (nothing loaded) without a `tracing` block. */
+  readonly tracing: TracingHost;
   readonly #log: LoggerHandle;
   readonly #env: Record<string, string | undefined>;
   #runtime: Runtime;
@@ -83,6 +87,17 @@ export class Proxy {
     this.#adminAddress = config.admin.address;
     this.metrics = new Metrics({ defaultMetrics: opts.defaultMetrics ?? true });
     this.deadLetters = new DeadLetters(this.metrics, this.logger);
+    this.tracing = new TracingHost(
+      {
+        dropped: dropReporter(
+          (reason, n) => this.metrics.spansDropped(reason, n),
+          (fields, msg) => this.logger.warn(fields, msg),
+        ),
+        warn: (fields, msg) => this.logger.warn(fields, msg),
+      },
+      packageVersion(),
+      this.#env,
+    );
     this.registry = new StateRegistry((upstream, from, to) => {
       const um = this.metrics.upstream(upstream);
       um.circuitTransition(from, to);
@@ -153,7 +168,7 @@ export class Proxy {
 
   #build(config: BreakwaterConfig): RuntimePlan {
     const accessLog = config.log.access ? new AccessLog(this.#log, config.log) : null;
-    return buildRuntime(config, { registry: this.registry, metrics: this.metrics, logger: this.logger, accessLog, deadLetters: this.deadLetters });
+    return buildRuntime(config, { registry: this.registry, metrics: this.metrics, logger: this.logger, accessLog, deadLetters: this.deadLetters, tracing: this.tracing });
   }
 
   /**
@@ -368,6 +383,8 @@ export class Proxy {
     // stop first (an interrupted one keeps its entry), then the spools close.
     await this.deadLetters.close();
     await this.registry.destroy();
+    // The last spans go to the collector, within a bounded wait.
+    await this.tracing.shutdown();
     await this.admin?.close();
     this.logger.info({ inflightAtStop: inflight, abandoned: left }, 'drain_complete');
     this.audit.useFile(null)?.close();
@@ -383,10 +400,20 @@ export class Proxy {
     this.#retiring.clear();
     await this.deadLetters.close();
     await this.registry.destroy();
+    await this.tracing.shutdown();
     await this.admin?.close();
     this.metrics.registry.clear();
     this.audit.useFile(null)?.close();
     this.#log.flush();
+  }
+}
+
+/** breakwater's version (service.version of its spans). */
+function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
   }
 }
 

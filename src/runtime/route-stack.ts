@@ -36,6 +36,9 @@ import { retryLayer } from '../policies/retry/retry.ts';
 import type { HeaderRewrite } from '../config/types.ts';
 import type { AttemptHandler } from '../upstream/attempt.ts';
 
+/** Wraps an upstream's attempt handler (tracing's client spans); absent when tracing is off. */
+export type AttemptWrapper = (next: AttemptHandler) => AttemptHandler;
+
 /** What one route's stack is built from (resolved by runtime/build.ts). */
 export interface RouteParts {
   readonly route: string;
@@ -58,6 +61,8 @@ export interface RouteParts {
   readonly deadLetter: Layer | null;
   /** With `deadLetter`: its `maxBodySize`, which the body step must buffer to (a streamed body cannot be spooled). */
   readonly spoolBodySize: number | null;
+  /** Tracing's server-span step (observability/tracing); null when tracing is off. */
+  readonly trace: Layer | null;
 }
 
 /** A route's whole path, outermost step first. */
@@ -69,6 +74,10 @@ export function routeStack(p: RouteParts): Handler {
       // route's metric children, so whatever happens below — a refusal, a
       // fallback, a thrown bug — is counted and logged under this route.
       observeStep(p.route, p.upstream, rm),
+      // trace: the server span starts here, its parent the client's
+      // traceparent; outside rescue so a generated answer is in the span.
+      // It ends with the exchange, where the access line is written.
+      p.trace,
       // rescue: the only place a reply reaches the client — an upstream
       // response is committed, a failure rendered as SPEC §4.7 says.
       rescueStep,
@@ -115,6 +124,8 @@ export interface UpstreamParts {
   readonly retry: RetryConfig;
   readonly budget: RetryBudget | null;
   readonly attempt: AttemptHandler;
+  /** Tracing's client span per attempt; null when tracing is off. */
+  readonly traceAttempt: AttemptWrapper | null;
 }
 
 /** From the upstream's header rewrite down to one attempt, retried. */
@@ -130,7 +141,7 @@ export function upstreamStack(p: UpstreamParts): Handler {
     breaker: p.breaker?.breaker ?? null,
     onRetry: (reason) => rm.retry(reason),
     onBudgetExhausted: () => um.budgetExhausted(),
-  })(p.attempt);
+  })(p.traceAttempt === null ? p.attempt : p.traceAttempt(p.attempt));
   return compose(
     [
       // header rewrite: the upstream's requestHeaders (credential injection)

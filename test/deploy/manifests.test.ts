@@ -751,3 +751,76 @@ describe('scripts/test-container.sh', () => {
     assert.equal(standIn, `docker.io/library/${base}`);
   });
 });
+
+// deploy/components/tracing: the config with a `tracing` block, and the
+// sidecar's OTEL_* environment with the pod's identity from the downward API
+// (SPEC §13). Checked by applying its JSON patch here, as for upstream-tls.
+describe('the tracing component (deploy/components/tracing)', () => {
+  const dir = 'deploy/components/tracing';
+  const component = parse(read(`${dir}/kustomization.yaml`)) as {
+    kind: string;
+    configMapGenerator?: { name: string; behavior?: string; files?: string[] }[];
+    patches?: { target: { kind: string; name: string }; patch: string }[];
+  };
+  type Op = { op: string; path: string; value: unknown };
+  type Env = { name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string } } };
+  const patched = (): DeploymentDoc => {
+    const p = component.patches?.find((x) => x.target.kind === 'Deployment' && x.target.name === deployment.metadata.name);
+    assert.ok(p, 'the component patches the example Deployment');
+    const doc = structuredClone(deployment) as unknown as Record<string, unknown>;
+    for (const o of parse(p.patch) as Op[]) {
+      assert.equal(o.op, 'add');
+      const keys = o.path.split('/').slice(1);
+      const last = keys.pop()!;
+      let at: any = doc;
+      for (const k of keys) at = at[k];
+      assert.ok(at !== undefined && !Array.isArray(at), `${o.path}: the parent exists in deployment.yaml`);
+      assert.equal(at[last], undefined, `${o.path}: nothing there to overwrite`);
+      at[last] = o.value;
+    }
+    return doc as unknown as DeploymentDoc;
+  };
+  const sidecarEnv = (): Env[] => ((patched().spec.template.spec.initContainers?.find((c) => c.name === SIDECAR) as unknown as { env?: Env[] })?.env ?? []);
+
+  it('is a kustomize Component that replaces the config ConfigMap with its own breakwater.yaml', () => {
+    assert.equal(component.kind, 'Component');
+    const g = component.configMapGenerator?.find((x) => x.name === CONFIG_CONFIGMAP);
+    assert.equal(g?.behavior, 'replace');
+    assert.deepEqual(g?.files, ['breakwater.yaml']);
+  });
+
+  it('gives the sidecar OTEL_RESOURCE_ATTRIBUTES naming its pod, namespace and node from the downward API, and a service name', () => {
+    const d = patched();
+    assert.doesNotThrow(() => new Deployment(d as never).validate());
+    const env = sidecarEnv();
+    const byName = new Map(env.map((e) => [e.name, e]));
+    const attrs = byName.get('OTEL_RESOURCE_ATTRIBUTES')?.value ?? '';
+    const fields: Record<string, string> = { 'k8s.pod.name': 'metadata.name', 'k8s.namespace.name': 'metadata.namespace', 'k8s.node.name': 'spec.nodeName' };
+    for (const [attr, fieldPath] of Object.entries(fields)) {
+      const m = new RegExp(`(?:^|,)${attr.replace(/\./g, '\\.')}=\\$\\(([A-Z0-9_]+)\\)`).exec(attrs);
+      assert.ok(m, `${attr} in ${attrs}`);
+      const i = env.findIndex((e) => e.name === m[1]);
+      assert.ok(i >= 0 && i < env.findIndex((e) => e.name === 'OTEL_RESOURCE_ATTRIBUTES'), `$(${m[1]}) is defined before it is used (the kubelet expands only earlier variables)`);
+      assert.equal(env[i]!.valueFrom?.fieldRef?.fieldPath, fieldPath);
+    }
+    assert.ok(byName.get('OTEL_SERVICE_NAME')?.value);
+    assert.match(byName.get('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT')?.value ?? '', /^http:\/\/.+\/v1\/traces$/);
+  });
+
+  it('ships deploy/breakwater.yaml unchanged but for the tracing block', () => {
+    const base = parse(read('deploy/breakwater.yaml')) as Record<string, unknown>;
+    const mine = parse(read(`${dir}/breakwater.yaml`)) as Record<string, unknown>;
+    assert.ok(mine['tracing']);
+    delete mine['tracing'];
+    assert.deepEqual(mine, base);
+  });
+
+  it('ships a valid config whose endpoint comes from the sidecar’s environment', async () => {
+    const { loadConfigText } = await import('../../src/config/load.ts');
+    const env = Object.fromEntries(sidecarEnv().filter((e) => e.value !== undefined).map((e) => [e.name, e.value]));
+    const r = loadConfigText(read(`${dir}/breakwater.yaml`), 'breakwater.yaml', env);
+    assert.ok(r.ok, r.ok ? '' : r.errors.map(String).join('\n'));
+    assert.equal(r.config.tracing?.endpoint, env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']);
+    assert.equal(r.config.tracing?.sampleRatio, 0.1);
+  });
+});

@@ -67,6 +67,11 @@ export const PEERS = {
   promtool: { name: 'promtool', pkg: 'prometheus', present: once(() => runs('promtool', ['--version'])) },
   prometheus: { name: 'prometheus', pkg: 'prometheus', present: once(() => runs('prometheus', ['--version'])) },
   redis: { name: 'redis-server', pkg: 'redis-server', present: once(() => which('redis-server') !== null && runs(which('redis-server')!, ['--version'])) },
+  openmetrics: {
+    name: 'python prometheus_client (OpenMetrics parser)',
+    pkg: 'python3-prometheus-client',
+    present: once(() => runs(PYTHON, ['-c', 'import prometheus_client.openmetrics.parser'])),
+  },
 } as const satisfies Record<string, Peer>;
 
 const missingMessage = (missing: Peer[]): string =>

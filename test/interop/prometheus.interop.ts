@@ -147,6 +147,9 @@ version: 1
 admin: { address: 127.0.0.1:0 }
 log: { access: false }
 redis: { url: "${o['redis']}", timeout: 50ms }
+# A collector that is not there: spans are dropped and counted (trace_spans_dropped_total),
+# and Prometheus scrapes OpenMetrics (tracing on), exemplars included.
+tracing: { endpoint: "${o['refused']}/v1/traces", queueSize: 4 }
 listeners:
   - { name: secure, address: 127.0.0.1:0, upstream: secure }
   - { name: ok, address: 127.0.0.1:0, upstream: ok }

@@ -71,4 +71,6 @@ export const CATALOGUE: readonly MetricSpec[] = Object.freeze([
   spec('global_rate_limit_errors_total', 'counter', ['reason'], 'Calls to Redis for a global rate limit that failed: timeout (slower than redis.timeout), connection or script.'),
   spec('global_rate_limit_tokens_total', 'counter', ['limit', 'source'], 'Tokens of a global rate limit: leased from Redis (source redis), or admitted by the local share while Redis failed (source fallback).'),
   spec('global_rate_limit_fallback', 'gauge', ['limit'], 'A global rate limit running on its local share because Redis failed: 1, else 0.'),
+  // SPEC §13: finished spans that never reached the collector (only with a `tracing` block).
+  spec('trace_spans_dropped_total', 'counter', ['reason'], 'Finished trace spans dropped instead of exported: queue_full (the bounded export queue was full; nothing waits) or export_failed (the OTLP collector failed or was unreachable).'),
 ]);

@@ -26,6 +26,14 @@ export class Cell {
   }
 }
 
+/** The last traced observation of a bucket (SPEC §13), shown in OpenMetrics scrapes only. */
+export interface Exemplar {
+  readonly traceId: string;
+  readonly value: number;
+  /** Epoch seconds. */
+  readonly at: number;
+}
+
 /** One histogram series: per-bucket counts (last slot is +Inf), sum and count. */
 export class HistogramCell {
   readonly labels: Labels;
@@ -33,6 +41,8 @@ export class HistogramCell {
   readonly counts: number[];
   sum = 0;
   count = 0;
+  /** Per bucket, the last exemplar; null until tracing records one (never allocated when tracing is off). */
+  exemplars: (Exemplar | undefined)[] | null = null;
   constructor(labels: Labels, bounds: readonly number[]) {
     this.labels = labels;
     this.#bounds = bounds;
@@ -49,10 +59,19 @@ export class HistogramCell {
     this.count++;
   }
 
+  /** Attach a trace id to the bucket `x` fell in (after `observe(x)`): one object per traced request. */
+  exemplar(x: number, traceId: string): void {
+    const b = this.#bounds;
+    let i = 0;
+    while (i < b.length && x > b[i]!) i++;
+    (this.exemplars ??= [])[i] = { traceId, value: x, at: Date.now() / 1000 };
+  }
+
   zero(): void {
     this.counts.fill(0);
     this.sum = 0;
     this.count = 0;
+    this.exemplars = null;
   }
 }
 
@@ -61,6 +80,8 @@ interface ExportedValue {
   readonly labels: Record<string, string | number>;
   readonly value: number;
   readonly metricName?: string;
+  /** Printed by prom-client in OpenMetrics scrapes only. */
+  readonly exemplar?: { readonly labelSet: Record<string, string>; readonly value: number; readonly timestamp: number };
 }
 
 /**
@@ -159,17 +180,32 @@ export class HistogramFamily extends Family<HistogramCell> {
     // Cumulative buckets, then +Inf, _sum and _count: what Prometheus expects.
     const bucket = `${this.name}_bucket`;
     let acc = 0;
+    const ex = c.exemplars;
     for (let i = 0; i < this.#bounds.length; i++) {
       acc += c.counts[i]!;
-      out.push({ labels: { ...c.labels, le: this.#bounds[i]! }, value: acc, metricName: bucket });
+      const e = ex?.[i];
+      out.push(
+        e === undefined
+          ? { labels: { ...c.labels, le: this.#bounds[i]! }, value: acc, metricName: bucket }
+          : { labels: { ...c.labels, le: this.#bounds[i]! }, value: acc, metricName: bucket, exemplar: exemplarOf(e) },
+      );
     }
-    out.push({ labels: { ...c.labels, le: '+Inf' }, value: c.count, metricName: bucket });
+    const last = ex?.[this.#bounds.length];
+    out.push(
+      last === undefined
+        ? { labels: { ...c.labels, le: '+Inf' }, value: c.count, metricName: bucket }
+        : { labels: { ...c.labels, le: '+Inf' }, value: c.count, metricName: bucket, exemplar: exemplarOf(last) },
+    );
     out.push({ labels: { ...c.labels }, value: c.sum, metricName: `${this.name}_sum` });
     out.push({ labels: { ...c.labels }, value: c.count, metricName: `${this.name}_count` });
   }
   protected zero(c: HistogramCell): void {
     c.zero();
   }
+}
+
+function exemplarOf(e: Exemplar): NonNullable<ExportedValue['exemplar']> {
+  return { labelSet: { trace_id: e.traceId }, value: e.value, timestamp: e.at };
 }
 
 /** All families of the catalogue, by their SPEC name. */
@@ -204,6 +240,7 @@ export class Families {
   readonly globalErrors: ValueFamily;
   readonly globalTokens: ValueFamily;
   readonly globalFallback: ValueFamily;
+  readonly spansDropped: ValueFamily;
   readonly all: readonly Family<Cell | HistogramCell>[];
 
   constructor() {
@@ -254,6 +291,7 @@ export class Families {
     this.globalErrors = value('global_rate_limit_errors_total');
     this.globalTokens = value('global_rate_limit_tokens_total');
     this.globalFallback = value('global_rate_limit_fallback');
+    this.spansDropped = value('trace_spans_dropped_total');
     if (all.length !== CATALOGUE.length) throw new Error('every catalogue entry needs a family');
     this.all = all;
   }

@@ -27,6 +27,8 @@ export interface RouteMetrics {
    * and cached in arrays indexed by method index and status.
    */
   request(method: string, status: number, seconds: number): void;
+  /** After `request()`: the traced request's trace id as the exemplar of its request_duration_seconds bucket (SPEC §13). */
+  exemplar(method: string, status: number, seconds: number, traceId: string): void;
   /** retries_total{route,upstream,reason}; reason is timeout|connect_failure|reset|<status code>. */
   retry(reason: string): void;
   rejected(reason: RejectReason): void;
@@ -223,6 +225,12 @@ export class RouteHandle extends Handle implements RouteMetrics {
       this.#durations[k] = h;
     }
     h.observe(seconds);
+  }
+
+  exemplar(method: string, status: number, seconds: number, traceId: string): void {
+    const m = methodIndex(method);
+    const cls = (normaliseStatus(status) / 100) | 0;
+    this.#durations[m * 10 + cls]?.exemplar(seconds, traceId);
   }
 
   retry(reason: string): void {

@@ -21,6 +21,27 @@ export interface RetainSet {
   readonly listeners: readonly string[];
 }
 
+/** An OpenMetrics registry over views of `classic`'s metrics; later additions to `classic` are seen too. */
+function openMetricsView(classic: Registry): { metrics(): Promise<string> } {
+  // NOTE: prom-client's typings give the constructor no argument; its code takes the content type.
+  const OmRegistry = Registry as unknown as new (contentType: string) => Registry;
+  const om = new OmRegistry(Registry.OPENMETRICS_CONTENT_TYPE);
+  type Src = { name: string; help: string; type: string; get(): Promise<{ name: string }> };
+  const views = new Map<Src, Src>();
+  const view = (m: Src): Src => {
+    let v = views.get(m);
+    if (v === undefined) {
+      const o: Src = { name: m.name, help: m.help, type: m.type, get: async () => ({ ...(await m.get()), name: o.name }) };
+      v = o;
+      views.set(m, v);
+    }
+    return v;
+  };
+  const src = classic as unknown as { getMetricsAsArray(): Src[] };
+  (om as unknown as { getMetricsAsArray(): Src[] }).getMetricsAsArray = () => src.getMetricsAsArray().map(view);
+  return om;
+}
+
 const key = (...parts: string[]): string => parts.join('\u0000');
 
 function retireWhere(handles: Map<string, Handle>, drop: (key: string) => boolean): void {
@@ -119,6 +140,11 @@ export class Metrics {
     };
   }
 
+  /** trace_spans_dropped_total{reason} += n (SPEC §13; only when tracing is on). */
+  spansDropped(reason: 'queue_full' | 'export_failed', n: number): void {
+    this.#f.spansDropped.child(reason).v += n;
+  }
+
   reload(result: 'success' | 'failure' | 'unchanged'): void {
     this.#reloads[result].v++;
   }
@@ -175,4 +201,19 @@ export class Metrics {
     this.beforeScrape?.();
     return this.registry.metrics();
   }
+
+  /**
+   * The same scrape in OpenMetrics 1.0 (the exposition that carries
+   * exemplars, SPEC §13), for a scraper whose Accept asks for it while
+   * tracing is on. A second Registry, made on first use, formats views of
+   * the same metrics: prom-client renames a counter in place (`_total`
+   * dropped) when an OpenMetrics registry formats it, so the classic
+   * registry's own objects are never handed to it.
+   */
+  openMetricsText(): Promise<string> {
+    this.beforeScrape?.();
+    return (this.#openMetrics ??= openMetricsView(this.registry)).metrics();
+  }
+
+  #openMetrics: { metrics(): Promise<string> } | null = null;
 }

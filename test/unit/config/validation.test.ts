@@ -495,7 +495,7 @@ describe('loadConfigFile', () => {
     writeFileSync(file, 'version: 1\nlisteners: []\nupstreams: {}\nbogus: 1\n');
     const r = loadConfigFile(file, {});
     assert.ok(!r.ok);
-    assert.equal(r.errors[0]!.toString(), `${file}:4:1: bogus: unknown key bogus (expected one of version, admin, log, drain, audit, defaults, redis, listeners, upstreams)`);
+    assert.equal(r.errors[0]!.toString(), `${file}:4:1: bogus: unknown key bogus (expected one of version, admin, log, drain, audit, defaults, redis, tracing, listeners, upstreams)`);
   });
 
   it('answers unchanged without parsing when the bytes hash to the running config, and loads them when they do not', () => {

@@ -77,6 +77,7 @@ describe('Metrics (SPEC §8)', () => {
       global_rate_limit_errors_total: ['counter', ['reason']],
       global_rate_limit_tokens_total: ['counter', ['limit', 'source']],
       global_rate_limit_fallback: ['gauge', ['limit']],
+      trace_spans_dropped_total: ['counter', ['reason']],
     };
     assert.deepEqual(
       Object.fromEntries(CATALOGUE.map((s) => [s.name, [s.type, [...s.labels]]])),
@@ -369,5 +370,38 @@ describe('Metrics (SPEC §8)', () => {
     const best = Math.min(run(500_000), run(500_000), run(500_000));
     t.diagnostic(`route().request(): ${best.toFixed(1)} ns per call`);
     assert.ok(best < 1000, `${best} ns per call`);
+  });
+});
+
+describe('exemplars and OpenMetrics (SPEC §13)', () => {
+  it('an exemplar sits on the bucket its observation fell in, with its trace id, in OpenMetrics only', async () => {
+    const m = new Metrics({ defaultMetrics: false });
+    const r = m.route('l', 'r', 'u');
+    r.request('GET', 200, 0.003);
+    r.exemplar('GET', 200, 0.003, 'ab'.repeat(16));
+    r.request('GET', 503, 2);
+    r.exemplar('GET', 503, 2, 'cd'.repeat(16));
+    const om = await m.openMetricsText();
+    assert.match(om, /breakwater_request_duration_seconds_bucket\{listener="l",route="r",upstream="u",method="GET",code_class="2xx",le="0.005"\} 1 # \{trace_id="(ab){16}"\} 0.003 \d+(\.\d+)?\n/);
+    assert.match(om, /code_class="5xx",le="2.5"\} 1 # \{trace_id="(cd){16}"\} 2 /);
+    assert.equal((om.match(/# \{trace_id=/g) ?? []).length, 2, 'only the buckets that got one');
+    assert.ok(om.endsWith('# EOF\n'));
+    assert.match(om, /^# TYPE breakwater_requests counter$/m, 'OpenMetrics names the counter family without _total');
+    assert.match(om, /^breakwater_requests_total\{/m);
+    assert.ok(!(await m.metricsText()).includes('trace_id'), 'the classic text never carries exemplars');
+  });
+
+  it('an OpenMetrics scrape leaves the classic scrape’s counter names alone (prom-client renames in place)', async () => {
+    const m = new Metrics({ defaultMetrics: true });
+    m.route('l', 'r', 'u').request('GET', 200, 0.01);
+    const before = await m.metricsText();
+    await m.openMetricsText();
+    await m.openMetricsText();
+    const after = await m.metricsText();
+    for (const name of ['breakwater_requests_total', 'breakwater_process_cpu_seconds_total']) {
+      assert.match(before, new RegExp(`^# TYPE ${name} counter$`, 'm'));
+      assert.match(after, new RegExp(`^# TYPE ${name} counter$`, 'm'), `${name} after an OpenMetrics scrape`);
+    }
+    m.registry.clear();
   });
 });
