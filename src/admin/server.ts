@@ -10,6 +10,8 @@ import { BindError } from '../http/server.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics/index.ts';
 import type { StateRegistry } from '../runtime/state.ts';
+import type { TapHub } from '../observability/tap.ts';
+import { serveTap } from './tap.ts';
 
 /**
  * What the admin API reads and drives: the running proxy (runtime/proxy.ts),
@@ -25,6 +27,7 @@ export interface AdminTarget {
   readonly logger: Logger;
   readonly ready: boolean;
   readonly draining: boolean;
+  readonly tap: TapHub;
   reload(trigger: string): Promise<{ readonly result: 'success' | 'failure' | 'unchanged'; readonly hash: string; readonly errors: readonly string[] }>;
 }
 
@@ -99,6 +102,8 @@ export class AdminServer {
         }
         case '/upstreams':
           return send(res, 200, upstreamsState(p));
+        case '/tap':
+          return serveTap(p.tap, p.logger, req, res);
       }
       return send(res, 404, { error: 'not_found' });
     }

@@ -18,6 +18,7 @@ import { ListenerServer } from '../http/server.ts';
 import { AccessLog } from '../observability/access-log.ts';
 import { createLogger, type Logger, type LoggerHandle } from '../observability/logger.ts';
 import { Metrics } from '../observability/metrics/index.ts';
+import { TapHub } from '../observability/tap.ts';
 import { buildRuntime, type Runtime, type RuntimePlan } from './build.ts';
 import { newClaims, StateRegistry, type Claims } from './state.ts';
 
@@ -46,6 +47,8 @@ export class Proxy {
   readonly metrics: Metrics;
   readonly registry: StateRegistry;
   readonly logger: Logger;
+  /** Live access lines for `GET /tap`; outlives reloads. */
+  readonly tap = new TapHub();
   readonly #log: LoggerHandle;
   readonly #env: Record<string, string | undefined>;
   #runtime: Runtime;
@@ -133,8 +136,10 @@ export class Proxy {
   }
 
   #build(config: BreakwaterConfig): RuntimePlan {
-    const accessLog = config.log.access ? new AccessLog(this.#log, config.log) : null;
-    return buildRuntime(config, { registry: this.registry, metrics: this.metrics, logger: this.logger, accessLog });
+    // The tap works with the access log off: the line is then built only while someone listens.
+    const format = new AccessLog(this.#log, config.log);
+    const accessLog = config.log.access ? format : null;
+    return buildRuntime(config, { registry: this.registry, metrics: this.metrics, logger: this.logger, accessLog, tap: { hub: this.tap, format } });
   }
 
   /**
@@ -293,6 +298,7 @@ export class Proxy {
     // In-flight requests are done or were cut at drain.timeout: whatever an
     // upstream connection still holds can only be abandoned work.
     await this.registry.destroy();
+    this.tap.close('shutdown');
     await this.admin?.close();
     this.logger.info({ inflightAtStop: inflight, abandoned: left }, 'drain_complete');
     this.#log.flush();
@@ -306,6 +312,7 @@ export class Proxy {
     this.listeners.clear();
     this.#retiring.clear();
     await this.registry.destroy();
+    this.tap.close('shutdown');
     await this.admin?.close();
     this.metrics.registry.clear();
     this.#log.flush();
