@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the third-party peers the interop suite (`npm run test:interop`)
 # drives breakwater with, from Debian: curl, python3-requests, gunicorn,
-# python3-httpbin, nginx-light and prometheus (which ships promtool).
+# python3-httpbin, nginx-light, prometheus (which ships promtool) and tmux
+# (a real terminal for `breakwater top` and `breakwater tap`).
 #
 #   bash scripts/interop-deps.sh
 #
@@ -35,6 +36,7 @@ have_py_module httpbin || missing+=(python3-httpbin)
 command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v prometheus >/dev/null || [[ " ${missing[*]} " == *" prometheus "* ]] || missing+=(prometheus)
+command -v tmux >/dev/null || missing+=(tmux)
 
 if ((${#missing[@]})); then
   [[ "$(id -u)" == 0 ]] || die "missing ${missing[*]}; run as root (or apt-get install them) to install"
@@ -67,3 +69,4 @@ say "httpbin: $("$PY" -c 'import importlib.metadata as m; print(m.version("httpb
 say "nginx: $("$nginx_bin" -v 2>&1)"
 say "promtool: $(promtool --version 2>&1 | head -n1)"
 say "prometheus: $(prometheus --version 2>&1 | head -n1)"
+say "tmux: $(tmux -V)"

@@ -37,8 +37,8 @@ export function prettyLine(l: AccessLine, color: boolean): string {
   let path = l.path ?? '';
   if (path.length > 40) path = `${path.slice(0, 39)}…`;
   const ms = l.durationMs === undefined ? '' : l.durationMs >= 100 ? `${Math.round(l.durationMs)}ms` : `${l.durationMs.toFixed(1)}ms`;
-  let out = `${paint(C.dim, time)} ${(l.method ?? '').padEnd(6)} ${paint(sc, String(status))} ${ms.padStart(8)}  ${path.padEnd(24)}`;
-  out += `  ${l.route ?? '-'} → ${l.upstream ?? '-'}`;
+  let out = `${paint(C.dim, time)} ${(l.method ?? '').padEnd(6)} ${paint(sc, String(status))} ${ms.padStart(8)} ${path.padEnd(20)}`;
+  out += ` ${l.route ?? '-'} → ${l.upstream ?? '-'}`;
   if (l.endpoint) out += ` ${paint(C.dim, l.endpoint)}`;
   if ((l.attempts ?? 0) > 1) out += ` tries=${l.attempts}`;
   if (l.flags !== undefined && l.flags.length > 0) out += ` ${paint(C.yellow, `[${l.flags.join(',')}]`)}`;

@@ -66,6 +66,7 @@ export const PEERS = {
   nginx: { name: 'nginx', pkg: 'nginx-light', present: once(() => which('nginx') !== null && runs(which('nginx')!, ['-v'])) },
   promtool: { name: 'promtool', pkg: 'prometheus', present: once(() => runs('promtool', ['--version'])) },
   prometheus: { name: 'prometheus', pkg: 'prometheus', present: once(() => runs('prometheus', ['--version'])) },
+  tmux: { name: 'tmux', pkg: 'tmux', present: once(() => runs('tmux', ['-V'])) },
 } as const satisfies Record<string, Peer>;
 
 const missingMessage = (missing: Peer[]): string =>
