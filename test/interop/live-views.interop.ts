@@ -57,11 +57,11 @@ class Tmux {
 
   /** What a person sees in the window now (`joined`: lines the terminal wrapped are joined back). */
   capture(name: string, joined = false): Promise<string> {
-    return this.cmd('capture-pane', '-p', ...(joined ? ['-J'] : []), '-t', name);
+    return this.cmd('capture-pane', '-p', ...(joined ? ['-J'] : []), '-t', `${name}:`);
   }
 
   async flag(name: string, f: string): Promise<string> {
-    return (await this.cmd('display-message', '-p', '-t', name, `#{${f}}`)).trim();
+    return (await this.cmd('display-message', '-p', '-t', `${name}:`, `#{${f}}`)).trim();
   }
 
   async waitScreen(name: string, what: string, test: (screen: string) => boolean, ms = 20_000, joined = false): Promise<string> {
@@ -131,7 +131,7 @@ describe('breakwater top and tap in a real terminal (tmux)', { skip: skipUnless(
     assert.match(screen, /^web\s+open\s+.*circuit_open [\d.]+$/m, 'web: breaker open, rejections by reason');
     assert.ok(lines.every((l) => l.length <= 120));
 
-    await tmux.cmd('send-keys', '-t', 'top', 'q');
+    await tmux.cmd('send-keys', '-t', 'top:', 'q');
     const after = await tmux.waitScreen('top', 'top exited', (s) => s.includes('top exited'));
     assert.match(after, /top exited 0/);
     assert.doesNotMatch(after, /ROUTE|UPSTREAM/, 'the table went away with the alternate screen');
@@ -140,9 +140,9 @@ describe('breakwater top and tap in a real terminal (tmux)', { skip: skipUnless(
     // A resize redraws, Ctrl-C quits just as q does.
     await tmux.open('top2', `${q(process.execPath)} ${q(CLI)} top --admin ${admin} --interval 500ms; echo "top exited $?"; exec sleep 120`);
     await tmux.waitScreen('top2', 'table', (s) => /^api\s+users/m.test(s));
-    await tmux.cmd('resize-window', '-t', 'top2', '-x', '60', '-y', '20');
+    await tmux.cmd('resize-window', '-t', 'top2:', '-x', '60', '-y', '20');
     await tmux.waitScreen('top2', 'redrawn at 60 columns', (s) => s.split('\n').every((l) => l.length <= 60) && /^api\s+users/m.test(s));
-    await tmux.cmd('send-keys', '-t', 'top2', 'C-c');
+    await tmux.cmd('send-keys', '-t', 'top2:', 'C-c');
     await tmux.waitScreen('top2', 'top exited', (s) => /top exited 0/.test(s));
     assert.equal(await tmux.flag('top2', 'alternate_on'), '0');
   });
@@ -159,7 +159,7 @@ describe('breakwater top and tap in a real terminal (tmux)', { skip: skipUnless(
     assert.match(lines[0]!, /^\d\d:\d\d:\d\d\.\d{3} GET\s+503\s+[\d.]+ms\s+\/api\/fail\s+api → users 127\.0\.0\.1:\d+ tries=2 \[retried,retries_exhausted\]/);
     assert.match(lines[1]!, /^\d\d:\d\d:\d\d\.\d{3} GET\s+503\s+[\d.]+ms\s+\/web\/other\s+web → web .*\[circuit_open\] circuit_open/);
     assert.doesNotMatch(screen, /\/api\/ok/);
-    await tmux.cmd('send-keys', '-t', 'tap', 'C-c');
+    await tmux.cmd('send-keys', '-t', 'tap:', 'C-c');
     await tmux.waitScreen('tap', 'tap exited', (s) => /tap exited 0/.test(s));
   });
 
