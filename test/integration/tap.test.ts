@@ -117,6 +117,28 @@ describe('GET /tap (SPEC §13)', () => {
     assert.equal(px.proxy.tap.offered, offered, 'once the last one left, nothing is built for the tap');
   });
 
+  it('keeps streaming across a config reload (the hub outlives the runtime)', async () => {
+    const t = await openTap(px.adminUrl, '?route=api');
+    await waitFor('subscribed', () => px.proxy.tap.subscribers === 1);
+    await request(`${px.url('main')}/api/before-reload`);
+    await waitFor('first line', () => t.lines.length === 1);
+    px.write(upstreamConfig(up).replace('maxRetries: 1', 'maxRetries: 2'));
+    const r = await px.proxy.reload('test');
+    assert.equal(r.result, 'success', r.errors.join('\n'));
+    await request(`${px.url('main')}/api/after-reload`);
+    await waitFor('second line', () => t.lines.length === 2);
+    assert.deepEqual(t.lines.map((l) => l['path']), ['/api/before-reload', '/api/after-reload']);
+    t.close();
+    await waitFor('gone', () => px.proxy.tap.subscribers === 0);
+  });
+
+  it('HEAD /tap answers the headers and subscribes nobody', async () => {
+    const r = await request(`${px.adminUrl}/tap`, { method: 'HEAD' });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['content-type'], 'application/x-ndjson');
+    assert.equal(px.proxy.tap.subscribers, 0);
+  });
+
   it('refuses a bad filter with 400 and a message', async () => {
     const r = await request(`${px.adminUrl}/tap?status=9xx`);
     assert.equal(r.status, 400);
