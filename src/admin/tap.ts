@@ -35,14 +35,17 @@ export function serveTap(hub: TapHub, logger: Logger, req: IncomingMessage, res:
   }
   const client = req.socket.remoteAddress;
   let live = true;
-  let grace: NodeJS.Timeout | null = null;
   const finish = (last: string, destroyAfter: boolean): void => {
     live = false;
     hub.remove(sub);
     res.end(last);
     if (destroyAfter) {
-      grace = setTimeout(() => res.destroy(), DROP_GRACE_MS);
+      // The response 'finish'es (and 'close's) once its bytes are handed to
+      // the socket, read or not: the socket itself is what must go.
+      const socket = req.socket;
+      const grace = setTimeout(() => socket.destroy(), DROP_GRACE_MS);
       grace.unref();
+      socket.once('close', () => clearTimeout(grace));
     }
   };
   const sub: TapSubscriber = {
@@ -72,7 +75,6 @@ export function serveTap(hub: TapHub, logger: Logger, req: IncomingMessage, res:
   res.on('close', () => {
     live = false;
     hub.remove(sub);
-    if (grace !== null) clearTimeout(grace);
   });
   res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
   res.flushHeaders();

@@ -184,7 +184,7 @@ describe('GET /tap (SPEC §13)', () => {
     assert.ok((drop['buffered'] as number) <= 1024 * 1024, 'never more than the bound waited for it');
     // Our paused socket cannot see the close; the server's side can.
     const connections = () => new Promise<number>((r) => px.proxy.admin!.server.getConnections((_e, n) => r(n)));
-    await waitFor('the server closed the dropped connection', async () => (await connections()) === 0, 5_000);
+    await waitFor('the server closed the dropped connection', async () => (await connections()) === 0, 4_000);
     sock.destroy();
     // The hub is quiet again: nothing built for nobody.
     const offered = px.proxy.tap.offered;
