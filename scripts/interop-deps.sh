@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the third-party peers the interop suite (`npm run test:interop`)
 # drives breakwater with, from Debian: curl, python3-requests, gunicorn,
-# python3-httpbin, nginx-light, prometheus (which ships promtool) and
-# redis-server (the global rate limit's tests, SPEC §12) and python3-prometheus-client
-# (its OpenMetrics parser reads exemplars).
+# python3-httpbin, nginx-light, prometheus (which ships promtool),
+# redis-server (the global rate limit's tests, SPEC §12),
+# python3-prometheus-client (its OpenMetrics parser reads exemplars) and tmux
+# (a real terminal for `breakwater top` and `breakwater tap`).
 #
 #   bash scripts/interop-deps.sh
 #
@@ -39,6 +40,7 @@ command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v prometheus >/dev/null || [[ " ${missing[*]} " == *" prometheus "* ]] || missing+=(prometheus)
 command -v redis-server >/dev/null || [[ -x /usr/bin/redis-server ]] || missing+=(redis-server)
+command -v tmux >/dev/null || missing+=(tmux)
 
 if ((${#missing[@]})); then
   [[ "$(id -u)" == 0 ]] || die "missing ${missing[*]}; run as root (or apt-get install them) to install"
@@ -73,3 +75,4 @@ say "nginx: $("$nginx_bin" -v 2>&1)"
 say "promtool: $(promtool --version 2>&1 | head -n1)"
 say "prometheus: $(prometheus --version 2>&1 | head -n1)"
 say "redis-server: $(redis-server --version 2>&1 | head -n1)"
+say "tmux: $(tmux -V)"

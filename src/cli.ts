@@ -4,6 +4,7 @@
  *
  *   breakwater [--config FILE]      run the proxy
  *   breakwater validate FILE        check a config, print the effective policies
+ *   breakwater top | tap            live views of a running breakwater (cli/top.ts, cli/tap.ts)
  *   breakwater --version | --help
  *
  * Exit codes: 0 clean shutdown (or a valid config), 1 runtime failure (or an
@@ -19,6 +20,8 @@ import { checkBuild } from './runtime/check.ts';
 import { Proxy } from './runtime/proxy.ts';
 import { watchConfig } from './config/watch.ts';
 import { DEAD_LETTERS_HELP, deadLettersCli } from './cli/dead-letters.ts';
+import { tapCommand } from './cli/tap.ts';
+import { topCommand } from './cli/top.ts';
 
 const HELP = `breakwater — a sidecar resilience proxy
 
@@ -28,6 +31,11 @@ Usage:
   breakwater validate FILE       check FILE and print the effective policy of every route
   breakwater dead-letters list|show|replay|delete [--admin ADDR] [--route R] [--upstream U] [ID]
                                  the dead-letter spool of a running breakwater, through its admin API
+  breakwater top [--admin HOST:PORT] [--interval 2s] [--once]
+                                 live table of rates, errors, latency, breakers from a running breakwater
+  breakwater tap [--admin HOST:PORT] [--route R] [--upstream U] [--status 5xx|503] [--flag F] [--json]
+                                 follow its access log live (admin default 127.0.0.1:9901;
+                                 $BREAKWATER_ADMIN_TOKEN is sent as a bearer token when set)
   breakwater --version           print the version
   breakwater --help              print this help
 
@@ -49,6 +57,8 @@ async function main(argv: string[]): Promise<number> {
     }
     return deadLettersCli(args.slice(1));
   }
+  if (args[0] === 'top') return topCommand(args.slice(1));
+  if (args[0] === 'tap') return tapCommand(args.slice(1));
   if (args.includes('--help') || args.includes('-h')) {
     process.stdout.write(HELP);
     return 0;

@@ -23,6 +23,8 @@ import type { DeadLetters } from '../dead-letter/hub.ts';
 import { deadLetterAdmin } from './dead-letters.ts';
 import { argumentsOf, auditDetails, auditedElsewhere, detailsOf, isAuditedElsewhere, outcomeOf, recordBody, recordError } from './audit.ts';
 import { TokenCheck } from './auth.ts';
+import type { TapHub } from '../observability/tap.ts';
+import { serveTap } from './tap.ts';
 
 /**
  * What the admin API reads and drives: the running proxy (runtime/proxy.ts),
@@ -41,6 +43,8 @@ export interface AdminTarget {
   readonly draining: boolean;
   /** The dead-letter spools (SPEC §11.1, admin/dead-letters.ts). */
   readonly deadLetters: DeadLetters;
+  /** Live access lines for `GET /tap` (SPEC §13, admin/tap.ts). */
+  readonly tap: TapHub;
   /** `client`: the admin API's caller, for the audit line. */
   reload(trigger: string, client?: string): Promise<{ readonly result: 'success' | 'failure' | 'unchanged'; readonly hash: string; readonly errors: readonly string[] }>;
 }
@@ -181,6 +185,8 @@ export class AdminServer {
         }
         case '/upstreams':
           return send(res, 200, upstreamsState(p));
+        case '/tap':
+          return serveTap(p.tap, p.logger, req, res);
       }
       return send(res, 404, { error: 'not_found' });
     }

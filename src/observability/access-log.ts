@@ -27,6 +27,16 @@ export class AccessLog {
    * request ids, paths and header values are the client's bytes.
    */
   write(ex: Exchange, status: number, durationMs: number): void {
+    this.#log.writeInfoLine(this.line(ex, status, durationMs));
+  }
+
+  /** Writes a line `line()` built (the tap built it first and shares it). */
+  writeLine(line: string): void {
+    this.#log.writeInfoLine(line);
+  }
+
+  /** The access line of a finished request, with its newline (the access log and the tap share it). */
+  line(ex: Exchange, status: number, durationMs: number): string {
     const req = ex.req;
     let path = ex.target;
     if (!this.#includeQuery) {
@@ -44,14 +54,14 @@ export class AccessLog {
     }
     // With tracing on, the trace the request is part of (continued or started here); else the client's.
     const traceId = ex.trace !== null ? ex.trace.traceId : traceIdOf(req.headers.traceparent);
-    this.#log.writeInfoLine(
+    return (
       `{"level":"info",${this.#log.timeField()},"requestId":${JSON.stringify(ex.requestId)},"traceId":${traceId === null ? 'null' : `"${traceId}"`}` +
         `,"listener":${JSON.stringify(ex.listener)},"route":${str(ex.route)},"upstream":${str(ex.upstream)},"endpoint":${str(ex.endpoint)}` +
         `,"method":${JSON.stringify(ex.method)},"path":${JSON.stringify(path)},"status":${status},"grpcStatus":${ex.grpcStatus === null ? 'null' : ex.grpcStatus}` +
         `,"durationMs":${round(durationMs)}` +
         `,"upstreamMs":${ex.upstreamMs === null ? 'null' : round(ex.upstreamMs)},"attempts":${ex.attempts},"tries":${ex.tries === null ? '[]' : JSON.stringify(ex.tries)}` +
         `,"bytesIn":${ex.bytesIn},"bytesOut":${ex.bytesOut},"client":${str(ex.client)},"flags":${ex.flags === null ? '[]' : JSON.stringify(ex.flags)}` +
-        `,"error":${str(ex.error)},"headers":${headers},"msg":"request"}\n`,
+        `,"error":${str(ex.error)},"headers":${headers},"msg":"request"}\n`
     );
   }
 }

@@ -15,6 +15,7 @@ import type { ExchangeObserver, ListenerRoutes, RouteEntry } from '../http/serve
 import { connectTunnels, type ConnectTunnels } from '../http/connect-tunnel.ts';
 import { upgradeHandler } from '../http/upgrade.ts';
 import type { AccessLog } from '../observability/access-log.ts';
+import type { TapHub } from '../observability/tap.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics, RouteMetrics, UpstreamMetrics } from '../observability/metrics/index.ts';
 import type { Exchange } from '../pipeline/exchange.ts';
@@ -50,6 +51,8 @@ export interface BuildDeps {
   readonly deadLetters?: DeadLetters;
   /** Absent (validate) or null: no tracing steps are built. */
   readonly tracing?: TracingHost | null;
+  /** The live tap (SPEC §13) and the line format it shares with the access log; absent under `validate`. */
+  readonly tap?: { readonly hub: TapHub; readonly format: AccessLog } | null;
 }
 
 /** What one config load serves. */
@@ -111,6 +114,8 @@ function listenerObserver(listener: string, deps: BuildDeps, activity: Activity,
   const lm = deps.metrics.listener(listener);
   const noRoute = deps.metrics.noRoute(listener);
   const accessLog = deps.accessLog;
+  const tap = deps.tap?.hub ?? null;
+  const format = deps.tap?.format ?? null;
   return {
     started() {
       activity.start();
@@ -128,9 +133,16 @@ function listenerObserver(listener: string, deps: BuildDeps, activity: Activity,
       const m = ex.metrics ?? noRoute;
       m.request(ex.method, status, ms / 1000);
       if (ex.grpcStatus !== null) m.grpcResponse(ex.grpcStatus);
-      accessLog?.write(ex, status, ms);
       // With tracing on: the server span ends with the exchange (its events, the exemplar).
       if (traced) ex.trace?.end(ex, status, ms / 1000);
+      if (tap !== null && tap.active) {
+        // Someone listens: one line, for the access log and the tap alike.
+        const line = format!.line(ex, status, ms);
+        accessLog?.writeLine(line);
+        tap.publish(line, ex, status);
+      } else {
+        accessLog?.write(ex, status, ms);
+      }
     },
   };
 }

@@ -23,6 +23,7 @@ import { createLogger, type Logger, type LoggerHandle } from '../observability/l
 import { Metrics } from '../observability/metrics/index.ts';
 import { TracingHost, dropReporter } from '../observability/tracing/tracing.ts';
 import { readFileSync } from 'node:fs';
+import { TapHub } from '../observability/tap.ts';
 import { buildRuntime, type Runtime, type RuntimePlan } from './build.ts';
 import { newClaims, StateRegistry, type Claims } from './state.ts';
 import { DeadLetters } from '../dead-letter/hub.ts';
@@ -56,6 +57,8 @@ export class Proxy {
   readonly audit: AuditLog;
   /** The OTLP exporter's owner (SPEC §13): survives reloads; idle (nothing loaded) without a `tracing` block. */
   readonly tracing: TracingHost;
+  /** Live access lines for `GET /tap`; outlives reloads. */
+  readonly tap = new TapHub();
   readonly #log: LoggerHandle;
   readonly #env: Record<string, string | undefined>;
   #runtime: Runtime;
@@ -167,8 +170,18 @@ export class Proxy {
   }
 
   #build(config: BreakwaterConfig): RuntimePlan {
-    const accessLog = config.log.access ? new AccessLog(this.#log, config.log) : null;
-    return buildRuntime(config, { registry: this.registry, metrics: this.metrics, logger: this.logger, accessLog, deadLetters: this.deadLetters, tracing: this.tracing });
+    // The tap works with the access log off: the line is then built only while someone listens.
+    const format = new AccessLog(this.#log, config.log);
+    const accessLog = config.log.access ? format : null;
+    return buildRuntime(config, {
+      registry: this.registry,
+      metrics: this.metrics,
+      logger: this.logger,
+      accessLog,
+      deadLetters: this.deadLetters,
+      tracing: this.tracing,
+      tap: { hub: this.tap, format },
+    });
   }
 
   /**
@@ -385,6 +398,7 @@ export class Proxy {
     await this.registry.destroy();
     // The last spans go to the collector, within a bounded wait.
     await this.tracing.shutdown();
+    this.tap.close('shutdown');
     await this.admin?.close();
     this.logger.info({ inflightAtStop: inflight, abandoned: left }, 'drain_complete');
     this.audit.useFile(null)?.close();
@@ -401,6 +415,7 @@ export class Proxy {
     await this.deadLetters.close();
     await this.registry.destroy();
     await this.tracing.shutdown();
+    this.tap.close('shutdown');
     await this.admin?.close();
     this.metrics.registry.clear();
     this.audit.useFile(null)?.close();

@@ -72,6 +72,7 @@ export const PEERS = {
     pkg: 'python3-prometheus-client',
     present: once(() => runs(PYTHON, ['-c', 'import prometheus_client.openmetrics.parser'])),
   },
+  tmux: { name: 'tmux', pkg: 'tmux', present: once(() => runs('tmux', ['-V'])) },
 } as const satisfies Record<string, Peer>;
 
 const missingMessage = (missing: Peer[]): string =>

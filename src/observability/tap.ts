@@ -1,0 +1,159 @@
+/**
+ * The tap (SPEC §13): live access-log lines for whoever listens at the admin
+ * API's `GET /tap`. The hub lives as long as the process (reloads keep the
+ * listeners); the HTTP side is admin/tap.ts.
+ *
+ * Cost on the request path: with nobody listening, one boolean read per
+ * finished request (`active`); the line is not built for the tap. With
+ * listeners, the line the access log writes is built once and offered to
+ * every subscriber whose filter (parsed once, when it subscribed) matches the
+ * exchange's fields — never by parsing the line back.
+ */
+import type { Exchange } from '../pipeline/exchange.ts';
+
+/** What one subscriber asked for; null fields match everything. */
+export interface TapFilter {
+  readonly route: string | null;
+  readonly upstream: string | null;
+  /** Inclusive status range: `5xx` is 500–599, `503` is 503–503. */
+  readonly statusMin: number;
+  readonly statusMax: number;
+  readonly flag: string | null;
+}
+
+export const MATCH_ALL: TapFilter = Object.freeze({ route: null, upstream: null, statusMin: 0, statusMax: 999, flag: null });
+
+const FILTER_KEYS = new Set(['route', 'upstream', 'status', 'flag']);
+
+/**
+ * `route`, `upstream`, `status` (`5xx`, `4xx`, `503`) and `flag` from a query
+ * string; each at most once. An unknown key or a malformed status is an error
+ * (a typo must not silently show everything).
+ */
+export function parseTapFilter(query: URLSearchParams): TapFilter | { readonly error: string } {
+  const seen = new Set<string>();
+  for (const k of query.keys()) {
+    if (!FILTER_KEYS.has(k)) return { error: `unknown filter "${k}" (filters: route, upstream, status, flag)` };
+    if (seen.has(k)) return { error: `filter "${k}" given more than once` };
+    seen.add(k);
+  }
+  const nonEmpty = (k: string): string | null => {
+    const v = query.get(k);
+    return v === null || v === '' ? null : v;
+  };
+  let statusMin = 0;
+  let statusMax = 999;
+  const status = nonEmpty('status');
+  if (status !== null) {
+    const m = /^([1-5])(xx|[0-9]{2})$/i.exec(status);
+    if (m === null) return { error: `status "${status}" is neither a class (1xx … 5xx) nor a code (100 … 599)` };
+    if (m[2]!.toLowerCase() === 'xx') {
+      statusMin = Number(m[1]) * 100;
+      statusMax = statusMin + 99;
+    } else {
+      statusMin = statusMax = Number(status);
+    }
+  }
+  return { route: nonEmpty('route'), upstream: nonEmpty('upstream'), statusMin, statusMax, flag: nonEmpty('flag') };
+}
+
+/** The fields of a finished exchange a filter looks at. */
+export interface TapFields {
+  readonly route: string | null;
+  readonly upstream: string | null;
+  readonly flags: readonly string[] | null;
+}
+
+export function tapMatches(f: TapFilter, ex: TapFields, status: number): boolean {
+  if (status < f.statusMin || status > f.statusMax) return false;
+  if (f.route !== null && ex.route !== f.route) return false;
+  if (f.upstream !== null && ex.upstream !== f.upstream) return false;
+  if (f.flag !== null && (ex.flags === null || !ex.flags.includes(f.flag))) return false;
+  return true;
+}
+
+/** One listener: the HTTP side decides how a line is written and when the listener is too slow. */
+export interface TapSubscriber {
+  readonly filter: TapFilter;
+  /** One line (with its newline). */
+  send(line: string): void;
+  /** The hub is closing (shutdown): end the stream with this reason. */
+  end(reason: string): void;
+  /** Nothing was sent for a while: keep idle connections (port-forwards) alive. */
+  heartbeat(): void;
+}
+
+/** Default subscriber limit. */
+export const TAP_MAX_SUBSCRIBERS = 8;
+/** An empty line this often while a subscriber is connected (NDJSON readers skip blank lines). */
+export const TAP_HEARTBEAT_MS = 15_000;
+
+export class TapHub {
+  readonly maxSubscribers: number;
+  readonly #subs: TapSubscriber[] = [];
+  readonly #heartbeatMs: number;
+  #heartbeat: NodeJS.Timeout | null = null;
+  #closed = false;
+  /** True while anyone listens: the one thing a finished request checks. */
+  active = false;
+  /** Lines offered to the tap (built for it); a test reads this to see that nothing is built while nobody listens. */
+  offered = 0;
+  /** Subscribers dropped for reading too slowly, since start. */
+  dropped = 0;
+
+  constructor(maxSubscribers = TAP_MAX_SUBSCRIBERS, heartbeatMs = TAP_HEARTBEAT_MS) {
+    this.maxSubscribers = maxSubscribers;
+    this.#heartbeatMs = heartbeatMs;
+  }
+
+  /** True once close() ran (shutdown): no new subscribers. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  get subscribers(): number {
+    return this.#subs.length;
+  }
+
+  /** Adds a subscriber; false when the hub is full or closed. */
+  add(sub: TapSubscriber): boolean {
+    if (this.#closed || this.#subs.length >= this.maxSubscribers) return false;
+    this.#subs.push(sub);
+    this.active = true;
+    if (this.#heartbeat === null) {
+      this.#heartbeat = setInterval(() => {
+        for (const s of [...this.#subs]) s.heartbeat();
+      }, this.#heartbeatMs);
+      this.#heartbeat.unref();
+    }
+    return true;
+  }
+
+  remove(sub: TapSubscriber): void {
+    const i = this.#subs.indexOf(sub);
+    if (i < 0) return;
+    this.#subs.splice(i, 1);
+    if (this.#subs.length === 0) {
+      this.active = false;
+      if (this.#heartbeat !== null) clearInterval(this.#heartbeat);
+      this.#heartbeat = null;
+    }
+  }
+
+  /** Offers one finished request's line; only called while `active`. */
+  publish(line: string, ex: Exchange, status: number): void {
+    this.offered++;
+    // A copy: a subscriber may be dropped (removed) while we go.
+    const subs = this.#subs.length === 1 ? this.#subs : [...this.#subs];
+    for (const s of subs) if (tapMatches(s.filter, ex, status)) s.send(line);
+  }
+
+  /** Ends every stream (shutdown) and accepts no more. */
+  close(reason = 'shutdown'): void {
+    this.#closed = true;
+    for (const s of [...this.#subs]) {
+      this.remove(s);
+      s.end(reason);
+    }
+  }
+}
