@@ -502,9 +502,10 @@ describe('the global-rate-limit component (deploy/components/global-rate-limit)'
   it('gives the sidecar REDIS_URL (the Service) and REDIS_PASSWORD (a Secret), which the config reads', () => {
     const p = component.patches?.find((x) => x.target.kind === 'Deployment' && x.target.name === deployment.metadata.name);
     assert.ok(p);
-    const ops = parse(p.patch) as { op: string; path: string; value: { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string } } }[] }[];
-    const env = ops.find((o) => o.path === '/spec/template/spec/initContainers/0/env');
-    assert.ok(env, 'env added to the first init container');
+    const ops = parse(p.patch) as { op: string; path: string; value: { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string } } } }[];
+    // Appended, one entry per op: the base's own env (the admin token) stays.
+    const env = { value: ops.filter((o) => o.op === 'add' && o.path === '/spec/template/spec/initContainers/0/env/-').map((o) => o.value) };
+    assert.equal(env.value.length, ops.length, 'every op appends to the first init container’s env');
     assert.equal(podSpec.initContainers?.[0]?.name, SIDECAR, 'which is the breakwater sidecar');
     const svc = redisObjects.find((o) => o.kind === 'Service')!;
     const port = (svc.spec as { ports: { port: number }[] }).ports[0]!.port;
@@ -526,7 +527,7 @@ describe('the global-rate-limit component (deploy/components/global-rate-limit)'
 
   it('ships a valid config, whose credentials stay out of GET /config', async () => {
     const { loadConfigText } = await import('../../src/config/load.ts');
-    const r = loadConfigText(read(`${dir}/breakwater.yaml`), join(root, dir, 'breakwater.yaml'), { REDIS_URL: 'redis://breakwater-redis:6379', REDIS_PASSWORD: 'pw-from-secret' });
+    const r = loadConfigText(read(`${dir}/breakwater.yaml`), join(root, dir, 'breakwater.yaml'), { REDIS_URL: 'redis://breakwater-redis:6379', REDIS_PASSWORD: 'pw-from-secret', BREAKWATER_ADMIN_TOKEN: 'x'.repeat(32) });
     assert.ok(r.ok, r.ok ? '' : r.errors.map(String).join('\n'));
     assert.equal(r.config.upstreams.get('inventory')?.rateLimit?.scope, 'global');
     assert.ok(!JSON.stringify(r.config.source.redacted).includes('pw-from-secret'));
@@ -545,6 +546,8 @@ describe('the global-rate-limit component (deploy/components/global-rate-limit)'
       const d = out.find((o) => o.kind === 'Deployment' && o.metadata.name === deployment.metadata.name) as unknown as DeploymentDoc;
       const sc = d.spec.template.spec.initContainers?.find((c) => c.name === SIDECAR);
       assert.ok(sc?.env?.some((e) => e.name === 'REDIS_URL'));
+      // The component appends: the base's admin token (required off loopback) is still there.
+      assert.ok(sc?.env?.some((e) => e.name === 'BREAKWATER_ADMIN_TOKEN'));
     } finally {
       rmSync(scratch, { recursive: true, force: true });
     }
@@ -774,6 +777,12 @@ describe('the tracing component (deploy/components/tracing)', () => {
       const last = keys.pop()!;
       let at: any = doc;
       for (const k of keys) at = at[k];
+      if (last === '-') {
+        // Appended to a list deployment.yaml has (the sidecar's env with its admin token).
+        assert.ok(Array.isArray(at), `${o.path}: the list exists in deployment.yaml`);
+        at.push(o.value);
+        continue;
+      }
       assert.ok(at !== undefined && !Array.isArray(at), `${o.path}: the parent exists in deployment.yaml`);
       assert.equal(at[last], undefined, `${o.path}: nothing there to overwrite`);
       at[last] = o.value;
@@ -817,7 +826,9 @@ describe('the tracing component (deploy/components/tracing)', () => {
 
   it('ships a valid config whose endpoint comes from the sidecar’s environment', async () => {
     const { loadConfigText } = await import('../../src/config/load.ts');
-    const env = Object.fromEntries(sidecarEnv().filter((e) => e.value !== undefined).map((e) => [e.name, e.value]));
+    // The admin token comes from a Secret (valueFrom): any 16+ characters stand in for it here.
+    const env = { ...Object.fromEntries(sidecarEnv().filter((e) => e.value !== undefined).map((e) => [e.name, e.value])), BREAKWATER_ADMIN_TOKEN: 'x'.repeat(32) };
+    assert.ok(sidecarEnv().some((e) => e.name === 'BREAKWATER_ADMIN_TOKEN'), 'the base’s admin token is still in the sidecar’s env');
     const r = loadConfigText(read(`${dir}/breakwater.yaml`), 'breakwater.yaml', env);
     assert.ok(r.ok, r.ok ? '' : r.errors.map(String).join('\n'));
     assert.equal(r.config.tracing?.endpoint, env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']);
