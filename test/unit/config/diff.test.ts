@@ -63,9 +63,11 @@ describe('config diff for the audit log', () => {
     assert.deepEqual(d.routes.added, ['a', 'b']);
   });
 
-  it('canonical form: key order and set order do not matter, map order and values do', () => {
-    assert.equal(canonical({ a: 1, b: [1, 2] }), canonical({ b: [1, 2], a: 1 }));
+  it('canonical form: set order does not matter, map order and values do; maps, sets and regexps are not empty objects', () => {
     assert.equal(canonical(new Set(['x', 'y'])), canonical(new Set(['y', 'x'])));
+    assert.notEqual(canonical(new Set([1])), canonical(new Set([2])));
+    assert.notEqual(canonical({ m: new Map([['a', 1]]) }), canonical({ m: new Map([['a', 2]]) }));
+    assert.notEqual(canonical(/a/), canonical(/b/));
     assert.notEqual(canonical([1, 2]), canonical([2, 1]));
     assert.notEqual(canonical(new Map([['a', 1], ['b', 2]])), canonical(new Map([['b', 2], ['a', 1]])));
     assert.notEqual(canonical(null), canonical(undefined));
