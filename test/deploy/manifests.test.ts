@@ -827,7 +827,7 @@ describe('the tracing component (deploy/components/tracing)', () => {
   it('ships a valid config whose endpoint comes from the sidecar’s environment', async () => {
     const { loadConfigText } = await import('../../src/config/load.ts');
     // The admin token comes from a Secret (valueFrom): any 16+ characters stand in for it here.
-    const env = { ...Object.fromEntries(sidecarEnv().filter((e) => e.value !== undefined).map((e) => [e.name, e.value])), BREAKWATER_ADMIN_TOKEN: 'x'.repeat(32) };
+    const env: Record<string, string | undefined> = { ...Object.fromEntries(sidecarEnv().filter((e) => e.value !== undefined).map((e) => [e.name, e.value])), BREAKWATER_ADMIN_TOKEN: 'x'.repeat(32) };
     assert.ok(sidecarEnv().some((e) => e.name === 'BREAKWATER_ADMIN_TOKEN'), 'the base’s admin token is still in the sidecar’s env');
     const r = loadConfigText(read(`${dir}/breakwater.yaml`), 'breakwater.yaml', env);
     assert.ok(r.ok, r.ok ? '' : r.errors.map(String).join('\n'));
