@@ -51,7 +51,7 @@ describe('config: a route’s cache block (SPEC §11.2)', () => {
 
   it('is described by validate with its effective values, only where it is on', () => {
     const out = describeConfig(config(withCache('{ maxBytes: 4MiB, staleIfError: 2m }')));
-    assert.match(out, /cache {6}GET\/HEAD, up to 1000 URLs and 4MiB \(1MiB each\); served on upstream failure up to 2m stale/);
+    assert.match(out, /cache {6}GET\/HEAD, up to 1000 URLs and 4MiB \(1MiB each\); served up to 2m stale .* on circuit-open, connect-failure, timeout, retries-exhausted, bulkhead-full; before any fallback/);
     assert.equal(out.match(/ cache /g)?.length, 1, 'the route without one shows no cache line');
   });
 });
