@@ -21,6 +21,7 @@ import type {
   UpstreamConfig,
 } from './types.ts';
 import { describeRedis } from './redis.ts';
+import { BUILTIN_FALLBACK_ON } from './schema.ts';
 import { formatDuration, formatRate, formatSize } from './units.ts';
 
 const LABEL_WIDTH = 11;
@@ -120,7 +121,7 @@ function policyLines(u: UpstreamConfig, r: RouteConfig | null, line: (label: str
   line('fallback', describeFallback(p.fallback));
   // Shown only where it is on: most routes never spool.
   if (r !== null && r.deadLetter !== null) line('deadLetter', describeDeadLetter(r.deadLetter));
-  if (r !== null && r.cache !== null) line('cache', describeCache(r.cache));
+  if (r !== null && r.cache !== null) line('cache', describeCache(r.cache, p.fallback?.on ?? BUILTIN_FALLBACK_ON));
 }
 
 /** SPEC §11.1, with every effective value: where, how much, on what, how it answers and replays. */
@@ -215,12 +216,14 @@ export function describeFallback(f: FallbackConfig | null): string {
   return `${to.join(', then ')} on ${on}`;
 }
 
-export function describeCache(c: CacheConfig | null): string {
+/** `on`: the failures it answers (the route's fallback on, else the fallback's built-in). */
+export function describeCache(c: CacheConfig | null, on: Iterable<string>): string {
   if (c === null) return 'off';
   const fresh = c.serveFresh ? 'fresh ones served without asking the upstream, stale ones' : 'served';
+  const failures = [...on];
   return (
     `GET/HEAD, up to ${c.maxEntries} URLs and ${formatSize(c.maxBytes)} (${formatSize(c.maxEntrySize)} each); ` +
-    `${fresh} on upstream failure up to ${formatDuration(c.staleIfError)} stale (or the response's own stale-if-error)`
+    `${fresh} up to ${formatDuration(c.staleIfError)} stale (or the response's own stale-if-error) on ${failures.length === 0 ? 'nothing (fallback on is empty)' : failures.join(', ')}; before any fallback`
   );
 }
 

@@ -300,6 +300,8 @@ export const cacheSchema = object(
 
 const ROUTE_BREAKER_MESSAGE =
   'circuitBreaker is not allowed on a route: it protects an upstream and its state is shared by every route to it; move it to upstreams.<name>.circuitBreaker';
+const UPSTREAM_CACHE_MESSAGE =
+  'cache is not allowed on an upstream: it keeps one route’s responses; move it to the routes that should have one (listeners[].routes[].cache)';
 const ROUTE_BULKHEAD_MESSAGE =
   'bulkhead is not allowed on a route: it protects an upstream and its slots are shared by every route to it; move it to upstreams.<name>.bulkhead';
 
@@ -417,6 +419,7 @@ export const upstreamSchema = object(
     bulkhead: bulkheadSchema,
     rateLimit: rateLimitSchema,
     fallback: fallbackSchema,
+    cache: forbidden(UPSTREAM_CACHE_MESSAGE),
   },
   { ref: 'upstream', exactlyOne: [['url', 'endpoints']], description: 'A service breakwater forwards to, with its policies.' },
 );

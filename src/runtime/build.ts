@@ -38,9 +38,10 @@ import { StatePlan } from './plan.ts';
 import { routeStack, upstreamStack, type RouteParts } from './route-stack.ts';
 
 type FallbackStep = NonNullable<RouteParts['fallback']>;
+import type { Claims, StateRegistry } from './state.ts';
+
 /** A route with a cache and no fallback block: the cache answers the fallback's built-in `on` failures. */
 const BUILTIN_ON: ReadonlySet<FallbackTrigger> = new Set(BUILTIN_FALLBACK_ON);
-import type { Claims, StateRegistry } from './state.ts';
 
 export interface BuildDeps {
   readonly registry: StateRegistry;

@@ -36,9 +36,22 @@ describe('config: a route’s cache block (SPEC §11.2)', () => {
     errorAt(withCache('{ ttl: 5s }'), 'listeners[0].routes[0].cache.ttl');
   });
 
+  it('is refused on an upstream, with where it goes', () => {
+    const e = errorAt(
+      yaml`
+        version: 1
+        listeners: [{ name: l, address: 127.0.0.1:0, upstream: u }]
+        upstreams:
+          u: { url: "http://127.0.0.1:8080", cache: {} }
+      `,
+      'upstreams.u.cache',
+    );
+    assert.match(e.message, /move it to the routes/);
+  });
+
   it('is described by validate with its effective values, only where it is on', () => {
     const out = describeConfig(config(withCache('{ maxBytes: 4MiB, staleIfError: 2m }')));
-    assert.match(out, /cache {6}GET\/HEAD, up to 1000 URLs and 4MiB \(1MiB each\); served on upstream failure up to 2m stale/);
+    assert.match(out, /cache {6}GET\/HEAD, up to 1000 URLs and 4MiB \(1MiB each\); served up to 2m stale .* on circuit-open, connect-failure, timeout, retries-exhausted, bulkhead-full; before any fallback/);
     assert.equal(out.match(/ cache /g)?.length, 1, 'the route without one shows no cache line');
   });
 });
