@@ -26,19 +26,28 @@ function openMetricsView(classic: Registry): { metrics(): Promise<string> } {
   // NOTE: prom-client's typings give the constructor no argument; its code takes the content type.
   const OmRegistry = Registry as unknown as new (contentType: string) => Registry;
   const om = new OmRegistry(Registry.OPENMETRICS_CONTENT_TYPE);
-  type Src = { name: string; help: string; type: string; get(): Promise<{ name: string }> };
+  type Src = { name: string; help: string; type: string; get(): Promise<{ name: string; type?: string }> };
   const views = new Map<Src, Src>();
-  const view = (m: Src): Src => {
+  const view = (m: Src, names: ReadonlySet<string>): Src => {
     let v = views.get(m);
     if (v === undefined) {
-      const o: Src = { name: m.name, help: m.help, type: m.type, get: async () => ({ ...(await m.get()), name: o.name }) };
+      // OpenMetrics names a counter's family without `_total`: SPEC §11.1's
+      // counter `dead_letters_total` beside its gauge `dead_letters` would be
+      // two families of one name, which parsers refuse. Such a counter is
+      // shown as `unknown`, under its own full name (samples unchanged).
+      const type = m.type === 'counter' && names.has(m.name.replace(/_total$/, '')) ? 'unknown' : m.type;
+      const o: Src = { name: m.name, help: m.help, type, get: async () => ({ ...(await m.get()), name: o.name, type }) };
       v = o;
       views.set(m, v);
     }
     return v;
   };
   const src = classic as unknown as { getMetricsAsArray(): Src[] };
-  (om as unknown as { getMetricsAsArray(): Src[] }).getMetricsAsArray = () => src.getMetricsAsArray().map(view);
+  (om as unknown as { getMetricsAsArray(): Src[] }).getMetricsAsArray = () => {
+    const all = src.getMetricsAsArray();
+    const names = new Set(all.map((m) => m.name));
+    return all.map((m) => view(m, names));
+  };
   return om;
 }
 
