@@ -404,4 +404,15 @@ describe('exemplars and OpenMetrics (SPEC §13)', () => {
     }
     m.registry.clear();
   });
+
+  it('an OpenMetrics scrape has one family per name: dead_letters_total beside the dead_letters gauge is typed unknown', async () => {
+    const m = new Metrics({ defaultMetrics: false });
+    const om = await m.openMetricsText();
+    const families = [...om.matchAll(/^# TYPE (\S+) /gm)].map((x) => x[1]!);
+    assert.deepEqual(families.filter((f, i) => families.indexOf(f) !== i), [], 'no family name twice');
+    assert.match(om, /^# TYPE breakwater_dead_letters gauge$/m);
+    assert.match(om, /^# TYPE breakwater_dead_letters_total unknown$/m);
+    assert.match(await m.metricsText(), /^# TYPE breakwater_dead_letters_total counter$/m, 'the classic scrape keeps it a counter');
+    m.registry.clear();
+  });
 });
