@@ -11,7 +11,10 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { refusedPort } from '../helpers/upstream.ts';
+import { request } from '../helpers/http.ts';
+import { startProxy } from '../helpers/proxy.ts';
+import { refusedPort, startUpstream } from '../helpers/upstream.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const cli = path.join(root, 'dist', 'cli.js');
@@ -60,6 +63,37 @@ describe('breakwater top / tap without a terminal', () => {
     } finally {
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
+    }
+  });
+
+  it('tap whose stdout is not read pushes back: the server drops it, and it says so once its output moves again', async () => {
+    const up = await startUpstream({ status: 200 });
+    const px = await startProxy(`
+version: 1
+admin: { address: 127.0.0.1:0 }
+listeners: [{ name: main, address: 127.0.0.1:0, upstream: u }]
+upstreams: { u: { url: "${up.origin}" } }
+`);
+    try {
+      const child = spawn(process.execPath, [cli, 'tap', '--admin', px.adminUrl], { stdio: ['ignore', 'pipe', 'pipe'] });
+      child.stdout.pause(); // nobody reads what tap prints
+      let err = '';
+      child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+      const exited = new Promise<number | null>((r) => child.once('exit', r));
+      await waitFor('tap subscribed', () => px.proxy.tap.subscribers === 1, 10_000);
+      const pad = 'p'.repeat(4000);
+      let sent = 0;
+      while (px.proxy.tap.dropped === 0 && sent < 20_000) {
+        await Promise.all(Array.from({ length: 20 }, () => request(`${px.url('main')}/${pad}`)));
+        sent += 20;
+      }
+      assert.equal(px.proxy.tap.dropped, 1, `the server dropped the tap after ${sent} requests`);
+      child.stdout.resume(); // the reader is back: tap prints what it had, then learns it was dropped
+      assert.equal(await exited, 1);
+      assert.match(err, /the server dropped this stream: reading too slowly/);
+    } finally {
+      await px.close();
+      await up.close();
     }
   });
 });
