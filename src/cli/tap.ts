@@ -105,6 +105,7 @@ export async function tapCommand(args: readonly string[]): Promise<number> {
     res.setEncoding('utf8');
     res.on('data', (chunk: string) => {
       rest += chunk;
+      let out = '';
       let nl: number;
       while ((nl = rest.indexOf('\n')) >= 0) {
         const line = rest.slice(0, nl);
@@ -123,8 +124,16 @@ export async function tapCommand(args: readonly string[]): Promise<number> {
               : { code: 0, message: `the server ended the stream (${parsed.reason ?? parsed.tap})` };
           continue;
         }
-        process.stdout.write(pretty && parsed !== null ? `${prettyLine(parsed, true)}\n` : `${line}\n`);
+        out += pretty && parsed !== null ? `${prettyLine(parsed, true)}\n` : `${line}\n`;
       }
+      // Backpressure: a stdout that cannot keep up pauses the stream, so
+      // lines wait in the server (which drops a reader too far behind),
+      // never without bound in this process.
+      if (out !== '' && !process.stdout.write(out)) {
+        res.pause();
+        process.stdout.once('drain', () => res.resume());
+      }
+      out = '';
     });
     res.on('end', () => finish(ended?.code ?? 1, ended?.message ?? 'the server closed the stream'));
     res.on('error', () => finish(ended?.code ?? 1, ended?.message ?? 'the connection to the admin API broke'));

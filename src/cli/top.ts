@@ -132,12 +132,17 @@ export async function topCommand(args: readonly string[]): Promise<number> {
       process.off('SIGTERM', onSignal);
       process.stdout.off('resize', draw);
       if (tty) {
-        process.stdout.write(ALT_OFF);
-        if (stdin.isTTY) stdin.setRawMode(false);
+        process.off('exit', giveBack);
+        giveBack();
         stdin.off('data', onKey);
         stdin.pause();
       }
       resolve(code);
+    };
+    /** The terminal as it was: main screen, cursor shown, cooked input. Also on an unexpected exit. */
+    const giveBack = (): void => {
+      process.stdout.write(ALT_OFF);
+      if (stdin.isTTY) stdin.setRawMode(false);
     };
     const onSignal = (): void => quit(0);
     const onKey = (k: Buffer): void => {
@@ -148,6 +153,7 @@ export async function topCommand(args: readonly string[]): Promise<number> {
     process.on('SIGTERM', onSignal);
     process.stdout.on('error', () => quit(0));
     if (tty) {
+      process.once('exit', giveBack);
       process.stdout.write(ALT_ON);
       if (stdin.isTTY) {
         stdin.setRawMode(true);

@@ -145,7 +145,15 @@ export class TapHub {
     this.offered++;
     // A copy: a subscriber may be dropped (removed) while we go.
     const subs = this.#subs.length === 1 ? this.#subs : [...this.#subs];
-    for (const s of subs) if (tapMatches(s.filter, ex, status)) s.send(line);
+    for (const s of subs) {
+      if (!tapMatches(s.filter, ex, status)) continue;
+      try {
+        s.send(line);
+      } catch {
+        // A broken subscriber must never fail the request it watches: it goes.
+        this.remove(s);
+      }
+    }
   }
 
   /** Ends every stream (shutdown) and accepts no more. */

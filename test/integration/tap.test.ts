@@ -139,6 +139,33 @@ describe('GET /tap (SPEC §13)', () => {
     assert.equal(px.proxy.tap.subscribers, 0);
   });
 
+  it('subscribers coming and going under traffic leave nothing behind', async () => {
+    let stop = false;
+    const traffic = (async () => {
+      while (!stop) await request(`${px.url('main')}/api/churn`).catch(() => undefined);
+    })();
+    for (let round = 0; round < 10; round++) {
+      await Promise.all(
+        Array.from({ length: 6 }, (_, i) =>
+          new Promise<void>((resolve) => {
+            const req = http.get(`${px.adminUrl}/tap${i % 2 === 0 ? '?status=2xx' : ''}`, { agent: false }, (res) => {
+              res.resume();
+              // Some leave at once, some after a line or two.
+              setTimeout(() => req.destroy(), i * 5);
+              res.on('close', () => resolve());
+            });
+            req.on('error', () => resolve());
+            if (i === 5) setImmediate(() => req.destroy()); // before the answer, sometimes
+          }),
+        ),
+      );
+    }
+    stop = true;
+    await traffic;
+    await waitFor('every subscriber gone', () => px.proxy.tap.subscribers === 0);
+    assert.equal(px.proxy.tap.active, false);
+  });
+
   it('refuses a bad filter with 400 and a message', async () => {
     const r = await request(`${px.adminUrl}/tap?status=9xx`);
     assert.equal(r.status, 400);

@@ -180,13 +180,17 @@ describe('breakwater top and tap in a real terminal (tmux)', { skip: skipUnless(
     tap.stdout.on('data', (c: Buffer) => (out += c.toString()));
     tap.stderr.on('data', (c: Buffer) => (err += c.toString()));
     const exited = new Promise<number | null>((r) => tap.once('exit', (code) => r(code)));
-    await sleep(500);
-    for (const p of ['/api/a', '/web/b', '/api/c']) await request(`${bw.url('main')}${p}`);
-    await waitFor('two api lines', () => out.split('\n').filter((l) => l !== '').length === 2, 10_000);
-    const lines = out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-    assert.deepEqual(lines.map((l) => [l['route'], l['path'], l['msg']]), [['api', '/api/a', 'request'], ['api', '/api/c', 'request']]);
-    await bw.close();
-    assert.equal(await exited, 0, err);
-    assert.match(err, /the server ended the stream \(shutdown\)/);
+    try {
+      await sleep(500);
+      for (const p of ['/api/a', '/web/b', '/api/c']) await request(`${bw.url('main')}${p}`);
+      await waitFor('two api lines', () => out.split('\n').filter((l) => l !== '').length === 2, 10_000);
+      const lines = out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      assert.deepEqual(lines.map((l) => [l['route'], l['path'], l['msg']]), [['api', '/api/a', 'request'], ['api', '/api/c', 'request']]);
+      await bw.close();
+      assert.equal(await exited, 0, err);
+      assert.match(err, /the server ended the stream \(shutdown\)/);
+    } finally {
+      if (tap.exitCode === null && tap.signalCode === null) tap.kill('SIGKILL');
+    }
   });
 });

@@ -111,3 +111,16 @@ describe('TapHub', () => {
     assert.equal(hub.subscribers, 1);
   });
 });
+
+describe('TapHub and a subscriber that throws', () => {
+  it('removes it and never lets the error reach the request', () => {
+    const hub = new TapHub(3);
+    const ok = sub();
+    const bad: TapSubscriber = { filter: MATCH_ALL, send: () => { throw new Error('boom'); }, end() {}, heartbeat() {} };
+    hub.add(bad);
+    hub.add(ok);
+    assert.doesNotThrow(() => hub.publish('x\n', ex(null, null) as unknown as Exchange, 200));
+    assert.deepEqual(ok.lines, ['x\n']);
+    assert.equal(hub.subscribers, 1);
+  });
+});
