@@ -369,3 +369,73 @@ upstreams:
     }
   });
 });
+
+describe('tracing: a collector that refuses or hangs', () => {
+  let up: Upstream;
+  const baseline = snapshotHandles();
+
+  before(async () => {
+    up = await startUpstream({ status: 200 });
+  });
+
+  after(async () => {
+    await up.close();
+    await assertNoLeaks(baseline, { settleMs: 8000 });
+  });
+
+  it('a collector answering 400 (not retried by the exporter): the batch is counted as export_failed', async () => {
+    const otlp = await startOtlpReceiver();
+    otlp.failWith(400);
+    const px = await startProxy(`
+version: 1
+admin: { address: 127.0.0.1:0 }
+tracing: { endpoint: ${otlp.url} }
+listeners:
+  - { name: main, address: 127.0.0.1:0, upstream: svc }
+upstreams:
+  svc: { url: ${up.origin} }
+`);
+    try {
+      for (let i = 0; i < 3; i++) assert.equal((await request(`${px.url('main')}/f${i}`)).status, 200);
+      await px.proxy.tracing.engine!.flush();
+      const m = await request(`${px.adminUrl}/metrics`);
+      const failed = /breakwater_trace_spans_dropped_total\{reason="export_failed"\} (\d+)/.exec(m.body);
+      assert.ok(failed, m.body.split('\n').filter((l) => l.includes('trace_spans')).join('\n'));
+      assert.equal(Number(failed[1]), 6, 'a server and a client span per request');
+      assert.equal(otlp.spans.length, 0);
+    } finally {
+      await px.close();
+      await otlp.close();
+    }
+  });
+
+  it('a collector that accepts and never answers: requests are not slowed, and close() still returns in bounded time', async () => {
+    const sockets = new Set<import('node:net').Socket>();
+    const hang = (await import('node:net')).createServer((s) => {
+      sockets.add(s);
+      s.on('error', () => {});
+    });
+    await new Promise<void>((r) => hang.listen(0, '127.0.0.1', r));
+    const port = (hang.address() as import('node:net').AddressInfo).port;
+    const px = await startProxy(`
+version: 1
+admin: { address: 127.0.0.1:0 }
+tracing: { endpoint: http://127.0.0.1:${port}/v1/traces, queueSize: 16 }
+listeners:
+  - { name: main, address: 127.0.0.1:0, upstream: svc }
+upstreams:
+  svc: { url: ${up.origin} }
+`);
+    try {
+      for (let i = 0; i < 30; i++) assert.equal((await request(`${px.url('main')}/h${i}`)).status, 200);
+      assert.ok(px.proxy.tracing.engine!.pending <= 16);
+    } finally {
+      const t0 = Date.now();
+      await px.close();
+      // The flush waits at most FLUSH_TIMEOUT_MS (2 s); wide margin for a shared machine.
+      assert.ok(Date.now() - t0 < 6000, `close took ${Date.now() - t0} ms`);
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => hang.close(() => r()));
+    }
+  });
+});
