@@ -172,6 +172,29 @@ upstreams:
     assert.deepEqual(clientsOf(spans, server).map((c) => c.spanId), [tp.spanId]);
   });
 
+  it('an HTTP/2 (h2c) request is traced like any other: its traceparent continued and sent upstream', async () => {
+    up.setScript({ status: 200 });
+    const http2 = await import('node:http2');
+    const session = http2.connect(px.url('main'));
+    try {
+      const status = await new Promise<number>((resolve, reject) => {
+        const s = session.request({ ':path': '/api/h2', traceparent: '00-99999999999999999999999999999999-8888888888888888-01' });
+        s.on('response', (h) => resolve(Number(h[':status'])));
+        s.on('error', reject);
+        s.resume();
+      });
+      assert.equal(status, 200);
+    } finally {
+      session.close();
+    }
+    const tp = parseTp(up.requests[0]!.headers.traceparent);
+    assert.equal(tp.traceId, '9'.repeat(32));
+    const spans = await otlp.waitForSpans((s) => serverOf(s, '9'.repeat(32)) !== undefined);
+    const server = serverOf(spans, '9'.repeat(32))!;
+    assert.equal(server.parentSpanId, '8'.repeat(16));
+    assert.deepEqual(clientsOf(spans, server).map((c) => c.spanId), [tp.spanId]);
+  });
+
   it('exemplars: an OpenMetrics scrape carries trace ids on request_duration_seconds; a classic scrape does not', async () => {
     up.setScript({ status: 200 });
     await request(`${px.url('main')}/api/exemplar`);
