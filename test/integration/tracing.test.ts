@@ -131,6 +131,22 @@ upstreams:
     assert.deepEqual(sent.map((t) => t.spanId), clients.map((c) => c.spanId));
   });
 
+  it('a client span lasts until its response is over: a retried attempt’s ends at its head, before the next one starts; the last one’s after its body streamed', async () => {
+    up.setScript([{ status: 503 }, { status: 200, chunks: ['a', 'b', 'c', 'd'], chunkIntervalMs: 60 }]);
+    const r = await request(`${px.url('main')}/api/slow-body`, { headers: { traceparent: '00-77777777777777777777777777777777-6666666666666666-01' } });
+    assert.equal(r.body, 'abcd');
+    const spans = await otlp.waitForSpans((s) => {
+      const srv = serverOf(s, '7'.repeat(32));
+      return srv !== undefined && clientsOf(s, srv).length === 2;
+    });
+    const server = serverOf(spans, '7'.repeat(32))!;
+    const [first, last] = clientsOf(spans, server);
+    assert.ok(first!.endNs <= last!.startNs, 'the dropped 503 ended at its head');
+    // Three 60 ms gaps between chunks: the span covers them (a lower bound only).
+    assert.ok(last!.endNs - last!.startNs >= 150_000_000n, `the streamed attempt lasted ${(last!.endNs - last!.startNs) / 1_000_000n} ms`);
+    assert.ok(last!.endNs <= server.endNs, 'within its server span');
+  });
+
   it('a breaker rejection: the server span records circuit_open as an event and has no client span', async () => {
     up.setScript({ status: 500 });
     assert.equal((await request(`${px.url('main')}/guarded/1`)).status, 500); // opens the breaker

@@ -344,6 +344,11 @@ export class Tracing {
    * before the request leaves so that its span id is the `traceparent`
    * the upstream sees. A request that is not sampled makes no client span:
    * the upstream gets the server span's (non-sampled) context.
+   *
+   * A client span ends when its attempt is over: at the failure for an
+   * attempt without a response; for one with a response, at its head if a
+   * retry or a static fallback dropped it, else (the response the client got)
+   * when the exchange ends, its body streamed.
    */
   attemptLayer(upstream: string): (next: AttemptHandler) => AttemptHandler {
     return (next) => async (ex) => {
@@ -353,6 +358,8 @@ export class Tracing {
         setTraceparent(ex, t.traceparent);
         return next(ex);
       }
+      // A response dropped for this retry (or a fallback upstream's attempt) ended at its head.
+      t.closeOpen();
       const n = ex.attempts;
       // The previous attempt, if it was this upstream's: a retry (a fallback upstream's first attempt is not).
       const prev = t.lastUpstream === upstream ? t.lastAttempt : null;
@@ -382,7 +389,11 @@ export class Tracing {
       if (r.status !== 0) span.setAttribute('http.response.status_code', r.status);
       if (r.kind !== 'success') span.setStatus({ code: ERROR, message: r.kind });
       if (prev !== null) span.setAttribute('breakwater.retry_reason', retryReason(prev.kind, prev.status, prev.grpcStatus));
-      span.end();
+      if (r.status === 0) span.end();
+      else {
+        t.open = span;
+        t.openHead = performance.now();
+      }
       return r;
     };
   }
@@ -431,6 +442,9 @@ class ServerTrace implements ExchangeTrace {
   readonly traceId: string;
   lastAttempt: UpstreamResponse | null = null;
   lastUpstream: string | null = null;
+  /** The last attempt's client span while its response may still be the client's; its head's time. */
+  open: Span | null = null;
+  openHead = 0;
 
   constructor(engine: TraceEngine, span: Span) {
     this.engine = engine;
@@ -440,6 +454,14 @@ class ServerTrace implements ExchangeTrace {
     this.traceparent = traceparentOf(sc);
     this.traceId = sc.traceId;
     this.context = this.recording ? engine.api.trace.setSpan(engine.api.ROOT_CONTEXT, span) : engine.api.ROOT_CONTEXT;
+  }
+
+  /** The open client span's response was dropped (a retry or a fallback follows): it ended at its head. */
+  closeOpen(): void {
+    const o = this.open;
+    if (o === null) return;
+    this.open = null;
+    o.end(this.openHead);
   }
 
   /**
@@ -469,6 +491,12 @@ class ServerTrace implements ExchangeTrace {
       s.setAttribute('breakwater.flags', flags.slice());
     }
     if (status >= 500 || ex.error !== null) s.setStatus({ code: ERROR, message: ex.error ?? String(status) });
+    // The last attempt's response went to the client unless a static fallback answered instead.
+    if (ex.fallback === 'response') this.closeOpen();
+    else if (this.open !== null) {
+      this.open.end();
+      this.open = null;
+    }
     s.end();
     ex.metrics?.exemplar(ex.method, status, seconds, s.spanContext().traceId);
   }
