@@ -126,7 +126,11 @@ upstreams:
     assert.deepEqual(clients.map((c) => c.attributes['http.response.status_code']), [503, 503, 200]);
     assert.deepEqual(clients.map((c) => c.status.code), ['error', 'error', 'unset']);
     assert.deepEqual(clients.map((c) => c.attributes['breakwater.retry_reason'] ?? null), [null, '503', '503']);
-    for (const c of clients) assert.equal(c.attributes['server.address'], `127.0.0.1:${up.port}`);
+    for (const c of clients) {
+      assert.equal(c.attributes['server.address'], `127.0.0.1:${up.port}`);
+      assert.ok(c.startNs >= server.startNs && c.endNs <= server.endNs, 'each client span lies within its server span');
+    }
+    for (let i = 1; i < clients.length; i++) assert.ok(clients[i - 1]!.endNs <= clients[i]!.startNs, 'attempts follow one another');
     // The upstream saw, on each attempt, exactly that attempt's client span.
     assert.deepEqual(sent.map((t) => t.spanId), clients.map((c) => c.spanId));
   });

@@ -323,7 +323,7 @@ export class Tracing {
       const route = ex.route ?? '';
       // Attributes only for a span that records: the SDK copies and checks
       // what startSpan is given even when the sampler then drops the span.
-      const span = e.tracer.startSpan(`${ex.method} ${route}`, { kind: SERVER, startTime: ex.start }, parent);
+      const span = e.tracer.startSpan(`${ex.method} ${route}`, { kind: SERVER, startTime: wall(ex.start) }, parent);
       if (span.isRecording()) {
         span.setAttributes({
           'http.request.method': ex.method,
@@ -364,11 +364,11 @@ export class Tracing {
       // The previous attempt, if it was this upstream's: a retry (a fallback upstream's first attempt is not).
       const prev = t.lastUpstream === upstream ? t.lastAttempt : null;
       if (prev !== null) {
-        t.span.addEvent('retry', { 'breakwater.attempt': n, 'breakwater.retry_reason': retryReason(prev.kind, prev.status, prev.grpcStatus) });
+        t.span.addEvent('retry', { 'breakwater.attempt': n, 'breakwater.retry_reason': retryReason(prev.kind, prev.status, prev.grpcStatus) }, wall(performance.now()));
       }
       const span = t.engine.tracer.startSpan(
         ex.method,
-        { kind: CLIENT, attributes: { 'http.request.method': ex.method, 'breakwater.upstream': upstream, 'breakwater.attempt': n } },
+        { kind: CLIENT, startTime: wall(performance.now()), attributes: { 'http.request.method': ex.method, 'breakwater.upstream': upstream, 'breakwater.attempt': n } },
         t.context,
       );
       setTraceparent(ex, traceparentOf(span.spanContext()));
@@ -378,7 +378,7 @@ export class Tracing {
       } catch (err) {
         // Attempts answer with values, never throw; if one does, its span still ends.
         span.setStatus({ code: ERROR, message: 'internal_error' });
-        span.end();
+        span.end(wall(performance.now()));
         throw err;
       }
       t.lastAttempt = r;
@@ -389,7 +389,7 @@ export class Tracing {
       if (r.status !== 0) span.setAttribute('http.response.status_code', r.status);
       if (r.kind !== 'success') span.setStatus({ code: ERROR, message: r.kind });
       if (prev !== null) span.setAttribute('breakwater.retry_reason', retryReason(prev.kind, prev.status, prev.grpcStatus));
-      if (r.status === 0) span.end();
+      if (r.status === 0) span.end(wall(performance.now()));
       else {
         t.open = span;
         t.openHead = performance.now();
@@ -403,6 +403,15 @@ export class Tracing {
 function pathOf(target: string): string {
   const q = target.indexOf('?');
   return q < 0 ? target : target.slice(0, q);
+}
+
+/**
+ * Every span time breakwater passes, as epoch milliseconds with sub-ms
+ * precision from the one monotonic clock: the SDK would otherwise anchor
+ * each span to Date.now() on its own, and a child could end after its parent.
+ */
+function wall(perf: number): number {
+  return performance.timeOrigin + perf;
 }
 
 function hex2(n: number): string {
@@ -461,7 +470,7 @@ class ServerTrace implements ExchangeTrace {
     const o = this.open;
     if (o === null) return;
     this.open = null;
-    o.end(this.openHead);
+    o.end(wall(this.openHead));
   }
 
   /**
@@ -476,28 +485,29 @@ class ServerTrace implements ExchangeTrace {
       return;
     }
     const s = this.span;
+    const now = wall(performance.now());
     if (ex.route !== null) s.setAttribute('breakwater.route', ex.route);
     if (status !== 0) s.setAttribute('http.response.status_code', status);
     if (ex.attempts > 0) s.setAttribute('breakwater.attempts', ex.attempts);
     if (ex.endpoint !== null) s.setAttribute('server.address', ex.endpoint);
     if (ex.error !== null) {
-      s.addEvent(ex.error, { 'breakwater.error': ex.error });
+      s.addEvent(ex.error, { 'breakwater.error': ex.error }, now);
       s.setAttribute('breakwater.error', ex.error);
     }
-    if (ex.fallback !== null) s.addEvent('fallback', { 'breakwater.fallback': ex.fallback });
+    if (ex.fallback !== null) s.addEvent('fallback', { 'breakwater.fallback': ex.fallback }, now);
     const flags = ex.flags;
     if (flags !== null) {
-      for (let i = 0; i < flags.length; i++) s.addEvent(flags[i]!);
+      for (let i = 0; i < flags.length; i++) s.addEvent(flags[i]!, undefined, now);
       s.setAttribute('breakwater.flags', flags.slice());
     }
     if (status >= 500 || ex.error !== null) s.setStatus({ code: ERROR, message: ex.error ?? String(status) });
     // The last attempt's response went to the client unless a static fallback answered instead.
     if (ex.fallback === 'response') this.closeOpen();
     else if (this.open !== null) {
-      this.open.end();
+      this.open.end(now);
       this.open = null;
     }
-    s.end();
+    s.end(now);
     ex.metrics?.exemplar(ex.method, status, seconds, s.spanContext().traceId);
   }
 }
