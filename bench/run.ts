@@ -2,6 +2,7 @@
  * breakwater's benchmark runner.
  *
  *   node bench/run.ts [passthrough | many-routes | grpc | dead-letter | global-rate-limit | tracing | all]     (default: passthrough)
+ *   node bench/run.ts [passthrough | many-routes | grpc | tracing | all]     (default: passthrough)
  *
  * Knobs (env): DURATION=10 WARMUP=2 ROUNDS=3 CONNECTIONS=32 LATENCY_RATE=1000
  * TARGET=node|nginx PIN=1 ONLY=id,id TARGET_PORT=18080 PROXY_PORT=18081

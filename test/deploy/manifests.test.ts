@@ -367,6 +367,24 @@ describe('deploy/ as kustomize renders it', () => {
       rmSync(scratch, { recursive: true, force: true });
     }
   });
+
+  it('renders with the tracing component: its config, and the sidecar’s OTEL_* environment from the downward API', { skip }, () => {
+    const scratch = mkdtempSync(join(tmpdir(), 'breakwater-kustomize-'));
+    try {
+      const rel = relative(scratch, deployDir).split(sep).join('/');
+      writeFileSync(join(scratch, 'kustomization.yaml'), `resources:\n  - ${rel}\ncomponents:\n  - ${rel}/components/tracing\n`);
+      const objects = render(tool!, scratch);
+      const cm = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === CONFIG_CONFIGMAP);
+      assert.equal(cm?.data?.['breakwater.yaml'], read('deploy/components/tracing/breakwater.yaml'));
+      const d = objects.find((o) => o.kind === 'Deployment') as unknown as DeploymentDoc;
+      assert.doesNotThrow(() => new Deployment(d as never).validate());
+      const env = (d.spec.template.spec.initContainers?.find((c) => c.name === SIDECAR) as unknown as { env?: { name: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[] }).env ?? [];
+      assert.ok(env.some((e) => e.name === 'OTEL_RESOURCE_ATTRIBUTES'));
+      assert.deepEqual(env.filter((e) => e.valueFrom?.fieldRef).map((e) => e.valueFrom!.fieldRef!.fieldPath), ['metadata.name', 'metadata.namespace', 'spec.nodeName']);
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
+    }
+  });
 });
 
 // ------------------------------------------------------------------ upstream TLS component

@@ -126,9 +126,29 @@ upstreams:
     assert.deepEqual(clients.map((c) => c.attributes['http.response.status_code']), [503, 503, 200]);
     assert.deepEqual(clients.map((c) => c.status.code), ['error', 'error', 'unset']);
     assert.deepEqual(clients.map((c) => c.attributes['breakwater.retry_reason'] ?? null), [null, '503', '503']);
-    for (const c of clients) assert.equal(c.attributes['server.address'], `127.0.0.1:${up.port}`);
+    for (const c of clients) {
+      assert.equal(c.attributes['server.address'], `127.0.0.1:${up.port}`);
+      assert.ok(c.startNs >= server.startNs && c.endNs <= server.endNs, 'each client span lies within its server span');
+    }
+    for (let i = 1; i < clients.length; i++) assert.ok(clients[i - 1]!.endNs <= clients[i]!.startNs, 'attempts follow one another');
     // The upstream saw, on each attempt, exactly that attempt's client span.
     assert.deepEqual(sent.map((t) => t.spanId), clients.map((c) => c.spanId));
+  });
+
+  it('a client span lasts until its response is over: a retried attempt’s ends at its head, before the next one starts; the last one’s after its body streamed', async () => {
+    up.setScript([{ status: 503 }, { status: 200, chunks: ['a', 'b', 'c', 'd'], chunkIntervalMs: 60 }]);
+    const r = await request(`${px.url('main')}/api/slow-body`, { headers: { traceparent: '00-77777777777777777777777777777777-6666666666666666-01' } });
+    assert.equal(r.body, 'abcd');
+    const spans = await otlp.waitForSpans((s) => {
+      const srv = serverOf(s, '7'.repeat(32));
+      return srv !== undefined && clientsOf(s, srv).length === 2;
+    });
+    const server = serverOf(spans, '7'.repeat(32))!;
+    const [first, last] = clientsOf(spans, server);
+    assert.ok(first!.endNs <= last!.startNs, 'the dropped 503 ended at its head');
+    // Three 60 ms gaps between chunks: the span covers them (a lower bound only).
+    assert.ok(last!.endNs - last!.startNs >= 150_000_000n, `the streamed attempt lasted ${(last!.endNs - last!.startNs) / 1_000_000n} ms`);
+    assert.ok(last!.endNs <= server.endNs, 'within its server span');
   });
 
   it('a breaker rejection: the server span records circuit_open as an event and has no client span', async () => {
@@ -169,6 +189,29 @@ upstreams:
     assert.equal(server.parentSpanId, '');
     const line = (await px.waitForRequests(1)).find((l) => l['path'] === '/api/new');
     assert.equal(line?.['traceId'], tp.traceId, 'the access log names the trace breakwater started');
+    assert.deepEqual(clientsOf(spans, server).map((c) => c.spanId), [tp.spanId]);
+  });
+
+  it('an HTTP/2 (h2c) request is traced like any other: its traceparent continued and sent upstream', async () => {
+    up.setScript({ status: 200 });
+    const http2 = await import('node:http2');
+    const session = http2.connect(px.url('main'));
+    try {
+      const status = await new Promise<number>((resolve, reject) => {
+        const s = session.request({ ':path': '/api/h2', traceparent: '00-99999999999999999999999999999999-8888888888888888-01' });
+        s.on('response', (h) => resolve(Number(h[':status'])));
+        s.on('error', reject);
+        s.resume();
+      });
+      assert.equal(status, 200);
+    } finally {
+      session.close();
+    }
+    const tp = parseTp(up.requests[0]!.headers.traceparent);
+    assert.equal(tp.traceId, '9'.repeat(32));
+    const spans = await otlp.waitForSpans((s) => serverOf(s, '9'.repeat(32)) !== undefined);
+    const server = serverOf(spans, '9'.repeat(32))!;
+    assert.equal(server.parentSpanId, '8'.repeat(16));
     assert.deepEqual(clientsOf(spans, server).map((c) => c.spanId), [tp.spanId]);
   });
 
@@ -366,6 +409,76 @@ upstreams:
       assert.equal(px.proxy.tracing.engine, e);
     } finally {
       await px.close();
+    }
+  });
+});
+
+describe('tracing: a collector that refuses or hangs', () => {
+  let up: Upstream;
+  const baseline = snapshotHandles();
+
+  before(async () => {
+    up = await startUpstream({ status: 200 });
+  });
+
+  after(async () => {
+    await up.close();
+    await assertNoLeaks(baseline, { settleMs: 8000 });
+  });
+
+  it('a collector answering 400 (not retried by the exporter): the batch is counted as export_failed', async () => {
+    const otlp = await startOtlpReceiver();
+    otlp.failWith(400);
+    const px = await startProxy(`
+version: 1
+admin: { address: 127.0.0.1:0 }
+tracing: { endpoint: ${otlp.url} }
+listeners:
+  - { name: main, address: 127.0.0.1:0, upstream: svc }
+upstreams:
+  svc: { url: ${up.origin} }
+`);
+    try {
+      for (let i = 0; i < 3; i++) assert.equal((await request(`${px.url('main')}/f${i}`)).status, 200);
+      await px.proxy.tracing.engine!.flush();
+      const m = await request(`${px.adminUrl}/metrics`);
+      const failed = /breakwater_trace_spans_dropped_total\{reason="export_failed"\} (\d+)/.exec(m.body);
+      assert.ok(failed, m.body.split('\n').filter((l) => l.includes('trace_spans')).join('\n'));
+      assert.equal(Number(failed[1]), 6, 'a server and a client span per request');
+      assert.equal(otlp.spans.length, 0);
+    } finally {
+      await px.close();
+      await otlp.close();
+    }
+  });
+
+  it('a collector that accepts and never answers: requests are not slowed, and close() still returns in bounded time', async () => {
+    const sockets = new Set<import('node:net').Socket>();
+    const hang = (await import('node:net')).createServer((s) => {
+      sockets.add(s);
+      s.on('error', () => {});
+    });
+    await new Promise<void>((r) => hang.listen(0, '127.0.0.1', r));
+    const port = (hang.address() as import('node:net').AddressInfo).port;
+    const px = await startProxy(`
+version: 1
+admin: { address: 127.0.0.1:0 }
+tracing: { endpoint: http://127.0.0.1:${port}/v1/traces, queueSize: 16 }
+listeners:
+  - { name: main, address: 127.0.0.1:0, upstream: svc }
+upstreams:
+  svc: { url: ${up.origin} }
+`);
+    try {
+      for (let i = 0; i < 30; i++) assert.equal((await request(`${px.url('main')}/h${i}`)).status, 200);
+      assert.ok(px.proxy.tracing.engine!.pending <= 16);
+    } finally {
+      const t0 = Date.now();
+      await px.close();
+      // The flush waits at most FLUSH_TIMEOUT_MS (2 s); wide margin for a shared machine.
+      assert.ok(Date.now() - t0 < 6000, `close took ${Date.now() - t0} ms`);
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => hang.close(() => r()));
     }
   });
 });

@@ -363,6 +363,8 @@ describe('a real Prometheus scraping breakwater', { skip: skipUnless(PEERS.prome
       `--config.file=${path.join(dir, 'prometheus.yml')}`,
       `--storage.tsdb.path=${path.join(dir, 'data')}`,
       `--web.listen-address=127.0.0.1:${port}`,
+      // Keeps the exemplars breakwater sends in OpenMetrics scrapes (tracing is on).
+      '--enable-feature=exemplar-storage',
       '--log.level=warn',
     ]);
     await waitHttp(`${promUrl}/-/ready`, 'prometheus', prom, 30_000, 200);
@@ -424,6 +426,18 @@ describe('a real Prometheus scraping breakwater', { skip: skipUnless(PEERS.prome
     const t = r.data.activeTargets;
     assert.equal(t.length, 1);
     assert.equal(t[0]!.health, 'up', t[0]!.lastError);
+  });
+
+  it('stores exemplars: trace ids on request_duration_seconds buckets, from breakwater’s OpenMetrics scrape', async () => {
+    const end = Date.now() / 1000;
+    const r = await request(
+      `${promUrl}/api/v1/query_exemplars?query=${encodeURIComponent('breakwater_request_duration_seconds_bucket')}&start=${end - 600}&end=${end + 60}`,
+    );
+    const body = JSON.parse(r.body) as { status: string; data: { seriesLabels: Record<string, string>; exemplars: { labels: Record<string, string> }[] }[] };
+    assert.equal(body.status, 'success', r.body);
+    const exemplars = body.data.flatMap((d) => d.exemplars);
+    assert.ok(exemplars.length > 0, `no exemplars stored: ${r.body.slice(0, 300)}`);
+    for (const e of exemplars) assert.match(e.labels['trace_id'] ?? '', /^[0-9a-f]{32}$/);
   });
 
   it('loads every rule of deploy/prometheus/breakwater-rules.yaml and evaluates each without error', async () => {

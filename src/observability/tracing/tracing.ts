@@ -323,7 +323,7 @@ export class Tracing {
       const route = ex.route ?? '';
       // Attributes only for a span that records: the SDK copies and checks
       // what startSpan is given even when the sampler then drops the span.
-      const span = e.tracer.startSpan(`${ex.method} ${route}`, { kind: SERVER, startTime: ex.start }, parent);
+      const span = e.tracer.startSpan(`${ex.method} ${route}`, { kind: SERVER, startTime: wall(ex.start) }, parent);
       if (span.isRecording()) {
         span.setAttributes({
           'http.request.method': ex.method,
@@ -344,6 +344,11 @@ export class Tracing {
    * before the request leaves so that its span id is the `traceparent`
    * the upstream sees. A request that is not sampled makes no client span:
    * the upstream gets the server span's (non-sampled) context.
+   *
+   * A client span ends when its attempt is over: at the failure for an
+   * attempt without a response; for one with a response, at its head if a
+   * retry or a static fallback dropped it, else (the response the client got)
+   * when the exchange ends, its body streamed.
    */
   attemptLayer(upstream: string): (next: AttemptHandler) => AttemptHandler {
     return (next) => async (ex) => {
@@ -353,15 +358,17 @@ export class Tracing {
         setTraceparent(ex, t.traceparent);
         return next(ex);
       }
+      // A response dropped for this retry (or a fallback upstream's attempt) ended at its head.
+      t.closeOpen();
       const n = ex.attempts;
       // The previous attempt, if it was this upstream's: a retry (a fallback upstream's first attempt is not).
       const prev = t.lastUpstream === upstream ? t.lastAttempt : null;
       if (prev !== null) {
-        t.span.addEvent('retry', { 'breakwater.attempt': n, 'breakwater.retry_reason': retryReason(prev.kind, prev.status, prev.grpcStatus) });
+        t.span.addEvent('retry', { 'breakwater.attempt': n, 'breakwater.retry_reason': retryReason(prev.kind, prev.status, prev.grpcStatus) }, wall(performance.now()));
       }
       const span = t.engine.tracer.startSpan(
         ex.method,
-        { kind: CLIENT, attributes: { 'http.request.method': ex.method, 'breakwater.upstream': upstream, 'breakwater.attempt': n } },
+        { kind: CLIENT, startTime: wall(performance.now()), attributes: { 'http.request.method': ex.method, 'breakwater.upstream': upstream, 'breakwater.attempt': n } },
         t.context,
       );
       setTraceparent(ex, traceparentOf(span.spanContext()));
@@ -371,7 +378,7 @@ export class Tracing {
       } catch (err) {
         // Attempts answer with values, never throw; if one does, its span still ends.
         span.setStatus({ code: ERROR, message: 'internal_error' });
-        span.end();
+        span.end(wall(performance.now()));
         throw err;
       }
       t.lastAttempt = r;
@@ -382,7 +389,11 @@ export class Tracing {
       if (r.status !== 0) span.setAttribute('http.response.status_code', r.status);
       if (r.kind !== 'success') span.setStatus({ code: ERROR, message: r.kind });
       if (prev !== null) span.setAttribute('breakwater.retry_reason', retryReason(prev.kind, prev.status, prev.grpcStatus));
-      span.end();
+      if (r.status === 0) span.end(wall(performance.now()));
+      else {
+        t.open = span;
+        t.openHead = performance.now();
+      }
       return r;
     };
   }
@@ -392,6 +403,15 @@ export class Tracing {
 function pathOf(target: string): string {
   const q = target.indexOf('?');
   return q < 0 ? target : target.slice(0, q);
+}
+
+/**
+ * Every span time breakwater passes, as epoch milliseconds with sub-ms
+ * precision from the one monotonic clock: the SDK would otherwise anchor
+ * each span to Date.now() on its own, and a child could end after its parent.
+ */
+function wall(perf: number): number {
+  return performance.timeOrigin + perf;
 }
 
 function hex2(n: number): string {
@@ -431,6 +451,9 @@ class ServerTrace implements ExchangeTrace {
   readonly traceId: string;
   lastAttempt: UpstreamResponse | null = null;
   lastUpstream: string | null = null;
+  /** The last attempt's client span while its response may still be the client's; its head's time. */
+  open: Span | null = null;
+  openHead = 0;
 
   constructor(engine: TraceEngine, span: Span) {
     this.engine = engine;
@@ -440,6 +463,14 @@ class ServerTrace implements ExchangeTrace {
     this.traceparent = traceparentOf(sc);
     this.traceId = sc.traceId;
     this.context = this.recording ? engine.api.trace.setSpan(engine.api.ROOT_CONTEXT, span) : engine.api.ROOT_CONTEXT;
+  }
+
+  /** The open client span's response was dropped (a retry or a fallback follows): it ended at its head. */
+  closeOpen(): void {
+    const o = this.open;
+    if (o === null) return;
+    this.open = null;
+    o.end(wall(this.openHead));
   }
 
   /**
@@ -454,22 +485,29 @@ class ServerTrace implements ExchangeTrace {
       return;
     }
     const s = this.span;
+    const now = wall(performance.now());
     if (ex.route !== null) s.setAttribute('breakwater.route', ex.route);
     if (status !== 0) s.setAttribute('http.response.status_code', status);
     if (ex.attempts > 0) s.setAttribute('breakwater.attempts', ex.attempts);
     if (ex.endpoint !== null) s.setAttribute('server.address', ex.endpoint);
     if (ex.error !== null) {
-      s.addEvent(ex.error, { 'breakwater.error': ex.error });
+      s.addEvent(ex.error, { 'breakwater.error': ex.error }, now);
       s.setAttribute('breakwater.error', ex.error);
     }
-    if (ex.fallback !== null) s.addEvent('fallback', { 'breakwater.fallback': ex.fallback });
+    if (ex.fallback !== null) s.addEvent('fallback', { 'breakwater.fallback': ex.fallback }, now);
     const flags = ex.flags;
     if (flags !== null) {
-      for (let i = 0; i < flags.length; i++) s.addEvent(flags[i]!);
+      for (let i = 0; i < flags.length; i++) s.addEvent(flags[i]!, undefined, now);
       s.setAttribute('breakwater.flags', flags.slice());
     }
     if (status >= 500 || ex.error !== null) s.setStatus({ code: ERROR, message: ex.error ?? String(status) });
-    s.end();
+    // The last attempt's response went to the client unless a static fallback answered instead.
+    if (ex.fallback === 'response') this.closeOpen();
+    else if (this.open !== null) {
+      this.open.end(now);
+      this.open = null;
+    }
+    s.end(now);
     ex.metrics?.exemplar(ex.method, status, seconds, s.spanContext().traceId);
   }
 }
