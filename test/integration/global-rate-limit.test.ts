@@ -14,7 +14,7 @@ import { skipWithoutRedis, startRedis, type TestRedis } from '../helpers/redis.t
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { sleep, waitFor } from '../helpers/wait.ts';
 
-const config = (origin: string, redisUrl: string, opts: { rate?: string; burst?: number; onRedisError?: string; key?: string } = {}): string => `
+const config = (origin: string, redisUrl: string, opts: { rate?: string; burst?: number; onRedisError?: string; key?: string; maxWait?: string } = {}): string => `
 version: 1
 admin: { address: 127.0.0.1:0 }
 log: { level: info }
@@ -28,7 +28,7 @@ upstreams:
   api:
     url: ${origin}
     retry: { maxRetries: 0 }
-    rateLimit: { rate: ${opts.rate ?? '20/s'}, burst: ${opts.burst ?? 5}, scope: global, key: ${opts.key ?? 'api-test'} }
+    rateLimit: { rate: ${opts.rate ?? '20/s'}, burst: ${opts.burst ?? 5}, scope: global, key: ${opts.key ?? 'api-test'}, maxWait: ${opts.maxWait ?? '0s'} }
 `;
 
 /** `n` requests, `gapMs` apart, alternating between the proxies; each with its latency. */
@@ -165,6 +165,24 @@ describe('global rate limit on a real Redis (SPEC §12)', { skip: skipWithoutRed
       },
       15_000,
     );
+  });
+
+  it('maxWait: a request waits for a reserved token, never longer than maxWait; beyond it 429', async () => {
+    const a = await start({ rate: '10/s', burst: 1, maxWait: '400ms' });
+    await waitFor('connected', () => a.logs.some((l) => l.msg === 'redis_connected'));
+    const t0 = performance.now();
+    const replies = await drive([a.url('main')], 12, 0, agent);
+    const seconds = (performance.now() - t0) / 1000;
+    const ok = replies.filter((r) => r.status === 200);
+    const refused = replies.filter((r) => r.status === 429);
+    assert.equal(ok.length + refused.length, 12);
+    // Burst 1, then a token every 100 ms, reserved up to 400 ms ahead: about five pass, the rest are refused at once.
+    assert.ok(ok.length >= 3 && ok.length <= 1 + 10 * seconds + 2, `${ok.length} admitted in ${seconds.toFixed(2)} s`);
+    assert.ok(refused.length >= 3, `${refused.length} refused`);
+    assert.ok(ok.some((r) => r.ms >= 80), 'some waited for their token');
+    // maxWait plus a loaded machine's margin: nobody waits for a token beyond it.
+    for (const r of ok) assert.ok(r.ms < 400 + 600, `waited ${r.ms.toFixed(0)} ms`);
+    assert.ok(refused.every((r) => r.ms < 600), 'a refusal is not delayed');
   });
 
   it('onRedisError deny: Redis down refuses with 429 rate_limited and Retry-After', async () => {
