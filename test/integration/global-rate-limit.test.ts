@@ -5,7 +5,9 @@
  * keeps the limiter. The 10-process ±5 % run is test/interop/global-rate-limit.interop.ts.
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import http from 'node:http';
+import net from 'node:net';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { request, type Reply } from '../helpers/http.ts';
 import { assertNoLeaks, snapshotHandles } from '../helpers/leaks.ts';
@@ -183,6 +185,38 @@ describe('global rate limit on a real Redis (SPEC §12)', { skip: skipWithoutRed
     // maxWait plus a loaded machine's margin: nobody waits for a token beyond it.
     for (const r of ok) assert.ok(r.ms < 400 + 600, `waited ${r.ms.toFixed(0)} ms`);
     assert.ok(refused.every((r) => r.ms < 600), 'a refusal is not delayed');
+  });
+
+  it('CONNECT tunnels take their token from the global bucket too, never waiting: the second is 429 rate_limited', async () => {
+    const px = await startProxy(
+      `
+version: 1
+admin: { address: 127.0.0.1:0 }
+redis: { url: "\${REDIS_URL}" }
+listeners:
+  - name: egress
+    address: 127.0.0.1:0
+    routes:
+      - { name: tunnel, match: { host: 127.0.0.1 }, upstream: api, allowConnect: true, rateLimit: { rate: 1/m, burst: 1, scope: global, key: tunnels } }
+upstreams:
+  api: { url: ${up.origin} }
+`,
+      { REDIS_URL: redis.url },
+    );
+    proxies.push(px);
+    await waitFor('connected', () => px.logs.some((l) => l.msg === 'redis_connected'));
+    const authority = new URL(up.origin).host;
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const s = net.connect(px.port('egress'), '127.0.0.1');
+      s.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`);
+      const [head] = (await once(s, 'data')) as [Buffer];
+      statuses.push(Number(head.toString('latin1').split(' ')[1]));
+      s.destroy();
+      await sleep(30);
+    }
+    assert.deepEqual(statuses, [200, 429, 429]);
+    await waitFor('tokens counted', async () => /breakwater_global_rate_limit_tokens_total\{limit="tunnels",source="redis"\}|rejected_total\{route="tunnel"/.test((await request(`${px.adminUrl}/metrics`)).body));
   });
 
   it('onRedisError deny: Redis down refuses with 429 rate_limited and Retry-After', async () => {
