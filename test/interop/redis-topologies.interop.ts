@@ -1,8 +1,9 @@
 /**
- * The global rate limit (SPEC §12) on the two other Redis topologies the
+ * The global rate limit (SPEC §12) on the other Redis set-ups the
  * `redis` block offers, each a real redis-server: a three-master Cluster
  * (made with `redis-cli --cluster create`; a limit's two keys share one
- * hash slot) and a master found through a Sentinel. Two in-process proxies
+ * hash slot), TLS with a private CA (and a wrong CA, refused), and a master
+ * found through a Sentinel. Two in-process proxies
  * share one bucket through each.
  */
 import assert from 'node:assert/strict';
@@ -75,7 +76,7 @@ async function shared(a: TestProxy, b: TestProxy, up: Upstream): Promise<void> {
   }
 }
 
-describe('global rate limit on Redis Cluster and Sentinel (SPEC §12)', { skip: skipUnless(PEERS.redis) }, () => {
+describe('global rate limit on Redis Cluster, over TLS and through Sentinel (SPEC §12)', { skip: skipUnless(PEERS.redis) }, () => {
   let up: Upstream;
   const proxies: TestProxy[] = [];
 
@@ -112,6 +113,43 @@ describe('global rate limit on Redis Cluster and Sentinel (SPEC §12)', { skip: 
     proxies.push(a, b);
     await waitFor('both connected', () => [a, b].every((p) => p.logs.some((l) => l.msg === 'redis_connected')), 15_000);
     await shared(a, b, up);
+  });
+
+  it('TLS: rediss:// with a private CA (certificates verified), two processes share one bucket', async () => {
+    const { CertFactory, opensslMissing } = await import('../helpers/certs.ts');
+    const missing = opensslMissing();
+    if (missing !== null) assert.fail(missing);
+    const certs = new CertFactory();
+    try {
+      const ca = certs.ca('redis-ca');
+      const server = certs.leaf('localhost', ca, ['DNS:localhost', 'IP:127.0.0.1']);
+      const port = await freePort();
+      redisServer([
+        ...['--port', '0', '--tls-port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+        ...['--tls-cert-file', server.certFile, '--tls-key-file', server.keyFile, '--tls-ca-cert-file', ca.certFile, '--tls-auth-clients', 'no'],
+      ]);
+      await waitFor(
+        'redis over TLS',
+        async () => (await run(which('redis-cli')!, ['--tls', '--cacert', ca.certFile, '-h', 'localhost', '-p', String(port), 'PING'])).stdout.includes('PONG'),
+        15_000,
+      );
+      up.reset();
+      const block = `{ url: "rediss://localhost:${port}", tls: { ca: "${ca.certFile}" } }`;
+      const a = await startProxy(config(up.origin, block));
+      const b = await startProxy(config(up.origin, block));
+      proxies.push(a, b);
+      await waitFor('both connected', () => [a, b].every((p) => p.logs.some((l) => l.msg === 'redis_connected')), 15_000);
+      await shared(a, b, up);
+      // A CA that did not sign the server's certificate: never connected, the limit runs on its fallback.
+      const other = certs.ca('other-ca');
+      const c = await startProxy(config(up.origin, `{ url: "rediss://localhost:${port}", tls: { ca: "${other.certFile}" } }`));
+      proxies.push(c);
+      await request(`${c.url('main')}/`);
+      await waitFor('fallback on an unverified server', () => c.logs.some((l) => l.msg === 'global_rate_limit_fallback'), 15_000);
+      assert.ok(!c.logs.some((l) => l.msg === 'redis_connected'));
+    } finally {
+      certs.close();
+    }
   });
 
   it('Sentinel: the master is asked of a Sentinel; two processes share one bucket', async () => {
