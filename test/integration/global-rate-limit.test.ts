@@ -258,6 +258,32 @@ upstreams:
     }
   });
 
+  it('a reload that changes the redis block connects to the new Redis and closes the old connection; the limiter stays', async () => {
+    const second = await startRedis();
+    try {
+      const a = await start({ rate: '1000/s', burst: 100 });
+      await waitFor('connected', () => a.logs.some((l) => l.msg === 'redis_connected'));
+      await drive([a.url('main')], 5, 0, agent);
+      const limiter = a.proxy.registry.globals.get('api-test');
+      const oldLink = a.proxy.registry.redis;
+      const clientsBefore = Number(/connected_clients:(\d+)/.exec(await redis.command('INFO', 'clients'))![1]);
+      a.write(config(up.origin, second.url, { rate: '1000/s', burst: 100 }).replace('${REDIS_URL}', second.url));
+      const res = await request(`${a.adminUrl}/reload`, { method: 'POST' });
+      assert.equal(res.status, 200, res.body);
+      assert.equal(a.proxy.registry.globals.get('api-test'), limiter, 'the same limiter');
+      assert.notEqual(a.proxy.registry.redis, oldLink, 'a new connection for a new redis block');
+      await waitFor('connected to the second Redis', () => a.logs.filter((l) => l.msg === 'redis_connected').length === 2);
+      await waitFor('the bucket on the second Redis', async () => {
+        await request(`${a.url('main')}/`, { agent });
+        return (await second.command('EXISTS', 'breakwater:{api-test}:bucket')) === '1';
+      });
+      // The first Redis lost breakwater's connection.
+      await waitFor('old connection closed', async () => Number(/connected_clients:(\d+)/.exec(await redis.command('INFO', 'clients'))![1]) < clientsBefore);
+    } finally {
+      await second.close();
+    }
+  });
+
   it('a reload that changes the rate keeps the limiter (and its Redis link) and applies the new rate', async () => {
     const a = await start({ rate: '5/s', burst: 1 });
     await waitFor('connected', () => a.logs.some((l) => l.msg === 'redis_connected'));
