@@ -71,6 +71,8 @@ interface Waiter {
 export class GlobalLimiter {
   /** The bucket's name in Redis (without the prefix). */
   readonly key: string;
+  /** `acquire` may answer with a promise (rate-limit.ts). */
+  readonly deferred = true;
   readonly #clock: Clock;
   readonly #metrics: GlobalLimitMetrics;
   readonly #logger: Logger;
