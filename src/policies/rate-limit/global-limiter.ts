@@ -146,11 +146,6 @@ export class GlobalLimiter {
     if (this.#fallback !== null) this.#fallback.update(this.#shareConfig());
   }
 
-  /** For /metrics and tests: tokens held, whether the fallback is on. */
-  state(): { lease: number; debt: number; fallback: boolean; peers: number } {
-    return { lease: this.#lease, debt: this.#debt, fallback: this.#inFallback, peers: this.#peers };
-  }
-
   #decide(now: number, maxWait: number, observe: boolean, mayQueue: boolean): RateAnswer | Promise<RateAnswer> {
     if (this.#inFallback) return this.#fromFallback(now, maxWait, observe);
     if (this.#lease >= 1) {
