@@ -104,6 +104,15 @@ describe('global rate limit on a real Redis (SPEC §12)', { skip: skipWithoutRed
     assert.match(metrics, /breakwater_global_rate_limit_fallback\{limit="api-test"\} 0/);
   });
 
+  it('the first requests after a start wait for the first connection (within redis.timeout) instead of falling back', async () => {
+    const a = await start({ rate: '1000/s', burst: 100 });
+    // No wait for redis_connected: these race the connection.
+    const replies = await drive([a.url('main')], 5, 0, agent);
+    assert.ok(replies.every((r) => r.status === 200), replies.map((r) => `${r.status} ${r.body}`).join('; '));
+    await waitFor('connected', () => a.logs.some((l) => l.msg === 'redis_connected'));
+    assert.ok(!a.logs.some((l) => l.msg === 'global_rate_limit_fallback' && l['reason'] === 'connection'), JSON.stringify(a.logs.filter((l) => l.msg.startsWith('global'))));
+  });
+
   it('Redis killed: fails open on the local share within redis.timeout, logged and counted; recovers when Redis is back', async () => {
     const a = await start({ rate: '1000/s', burst: 1000 });
     await waitFor('connected', () => a.logs.some((l) => l.msg === 'redis_connected'));
