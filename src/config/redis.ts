@@ -3,11 +3,11 @@
  * against the rate limits that need it, and shown without its secrets.
  */
 import path from 'node:path';
-import { withBuiltIns } from './merge.ts';
-import { need } from './policies.ts';
-import { redisSchema, type RawConfig, type RawRedis } from './schema.ts';
-import type { RedisConfig } from './types.ts';
-import { formatDuration } from './units.ts';
+import { withBuiltIns, type Layer } from './merge.ts';
+import { compileRateLimit, need } from './policies.ts';
+import { redisSchema, type RawConfig, type RawRateLimit, type RawRedis } from './schema.ts';
+import type { RateLimitConfig, RedisConfig } from './types.ts';
+import { formatDuration, formatRate } from './units.ts';
 import { childPath } from './yaml-nodes.ts';
 
 export function compileRedis(raw: RawRedis | undefined, baseDir: string): RedisConfig | null {
@@ -43,9 +43,16 @@ function hostPort(text: string): { host: string; port: number } {
   return { host: host.startsWith('[') ? host.slice(1, -1) : host, port: Number(text.slice(i + 1)) };
 }
 
-/** Every `rateLimit.scope: global` needs the top-level redis block: reported at the scope key. */
+/**
+ * Every `rateLimit.scope: global` needs the top-level redis block: reported
+ * at the scope key. Limits that share a key share one bucket, so they must
+ * agree on rate and burst (after merging with defaults).
+ */
 export function checkGlobalLimits(raw: RawConfig, report: (path: string, message: string) => void): void {
-  if (raw.redis !== undefined) return;
+  if (raw.redis !== undefined) {
+    checkSharedKeys(raw, report);
+    return;
+  }
   const message = 'rateLimit.scope global needs the top-level redis block (redis: { url: ${REDIS_URL} }): there is nowhere to share the bucket';
   if (raw.defaults?.rateLimit?.scope === 'global') report('defaults.rateLimit.scope', message);
   for (const [name, u] of raw.upstreams ?? []) if (u?.rateLimit?.scope === 'global') report(`${childPath('upstreams', name)}.rateLimit.scope`, message);
@@ -73,4 +80,40 @@ export function describeRedis(r: RedisConfig): string {
   const tls = r.tls !== null || r.urls.some((u) => u.startsWith('rediss:')) ? 'tls on' : 'tls off';
   const auth = r.password !== null ? `password set${r.username !== null ? ` (user ${r.username})` : ''}` : 'no password';
   return `${where}; ${tls}; ${auth}; timeout ${formatDuration(r.timeout)}; on redis error ${r.onRedisError}; key prefix ${r.keyPrefix}`;
+}
+
+/** One bucket, one rate: the first limit to use a key sets it, a later one that differs is reported at its rateLimit. */
+function checkSharedKeys(raw: RawConfig, report: (path: string, message: string) => void): void {
+  const first = new Map<string, { path: string; rl: RateLimitConfig }>();
+  const note = (path: string, builtInKey: string, layers: Layer<RawRateLimit>[]): void => {
+    let rl: RateLimitConfig | null;
+    try {
+      rl = compileRateLimit(layers);
+    } catch {
+      return; // an invalid block: its own error is reported elsewhere
+    }
+    if (rl === null || rl.scope !== 'global') return;
+    const key = rl.key ?? builtInKey;
+    const seen = first.get(key);
+    if (seen === undefined) first.set(key, { path, rl });
+    else if (seen.rl.rate.perMs !== rl.rate.perMs || seen.rl.burst !== rl.burst) {
+      report(
+        path,
+        `global rate limit key ${key} is also used by ${seen.path} with ${formatRate(seen.rl.rate)} burst ${seen.rl.burst}, here ${formatRate(rl.rate)} burst ${rl.burst}: one bucket has one rate; use the same values or another key`,
+      );
+    }
+  };
+  for (const [name, u] of raw.upstreams ?? []) {
+    const p = `${childPath('upstreams', name)}.rateLimit`;
+    note(p, `upstream:${name}`, [
+      { path: 'defaults.rateLimit', value: raw.defaults?.rateLimit },
+      { path: p, value: u?.rateLimit },
+    ]);
+  }
+  (raw.listeners ?? []).forEach((l, i) =>
+    (l?.routes ?? []).forEach((r, j) => {
+      const p = `listeners[${i}].routes[${j}].rateLimit`;
+      if (r?.rateLimit !== undefined) note(p, `route:${r.name ?? `${l?.name ?? ''}/${j}`}`, [{ path: p, value: r.rateLimit }]);
+    }),
+  );
 }

@@ -71,6 +71,9 @@ export class RedisLink {
   #events: RedisLinkEvents | null = null;
   #up = false;
   #downSaid = false;
+  /** Has the client ever been ready? Calls made before are held (within their deadline) until it is. */
+  #everReady = false;
+  readonly #firstReady = new Set<() => void>();
 
   constructor(config: RedisConfig, peerId: string) {
     this.config = config;
@@ -85,6 +88,12 @@ export class RedisLink {
     const c = createClient(this.config) as WithTake;
     c.defineCommand('bwTake', { numberOfKeys: 2, lua: TAKE_SCRIPT });
     c.on('ready', () => {
+      if (!this.#everReady) {
+        this.#everReady = true;
+        const waiting = [...this.#firstReady];
+        this.#firstReady.clear();
+        for (const send of waiting) send();
+      }
       if (this.#up) return;
       this.#up = true;
       this.#downSaid = false;
@@ -112,17 +121,29 @@ export class RedisLink {
     const peersKey = `${prefix}:{${key}}:peers`;
     const ms = this.config.timeout;
     return new Promise<TakeAnswer>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new RedisCallError('timeout', `redis did not answer within ${ms}ms`)), ms);
-      c.bwTake(bucketKey, peersKey, String(a.perMs), a.burst, a.want, a.owe, a.give, this.peerId).then(
-        (r) => {
-          clearTimeout(timer);
-          resolve({ granted: Number(r[0]), nextMs: Number(r[1]), peers: Math.max(1, Number(r[2])) });
-        },
-        (err: unknown) => {
-          clearTimeout(timer);
-          reject(classify(err));
-        },
-      );
+      let send: (() => void) | null = () => {
+        send = null;
+        c.bwTake(bucketKey, peersKey, String(a.perMs), a.burst, a.want, a.owe, a.give, this.peerId).then(
+          (r) => {
+            clearTimeout(timer);
+            resolve({ granted: Number(r[0]), nextMs: Number(r[1]), peers: Math.max(1, Number(r[2])) });
+          },
+          (err: unknown) => {
+            clearTimeout(timer);
+            reject(classify(err));
+          },
+        );
+      };
+      // One deadline for the whole call, the wait for a first connection included.
+      const timer = setTimeout(() => {
+        if (send !== null) this.#firstReady.delete(send);
+        send = null;
+        reject(new RedisCallError('timeout', `redis did not answer within ${ms}ms`));
+      }, ms);
+      // Just started and not connected yet (the first requests after a start): wait for the
+      // connection within the deadline rather than fail at once. Later, a lost connection fails at once.
+      if (this.#everReady) send();
+      else this.#firstReady.add(send);
     });
   }
 

@@ -101,13 +101,17 @@ function resp(port: number, args: string[]): Promise<string> {
       buf += d.toString('utf8');
       const i = buf.indexOf('\r\n');
       if (i < 0) return;
-      s.end();
       const first = buf.slice(0, i);
-      if (first.startsWith('$')) {
-        const rest = buf.slice(i + 2);
-        const j = rest.indexOf('\r\n');
-        resolve(first === '$-1' ? '' : rest.slice(0, j < 0 ? undefined : j));
-      } else resolve(first.slice(1));
+      if (first.startsWith('$') && first !== '$-1') {
+        // A bulk string: wait for all of it.
+        const n = Number(first.slice(1));
+        if (Buffer.byteLength(buf.slice(i + 2)) < n) return;
+        s.end();
+        resolve(buf.slice(i + 2, i + 2 + n));
+        return;
+      }
+      s.end();
+      resolve(first === '$-1' ? '' : first.slice(1));
     });
     s.on('error', reject);
   });

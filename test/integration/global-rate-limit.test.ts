@@ -5,7 +5,9 @@
  * keeps the limiter. The 10-process ±5 % run is test/interop/global-rate-limit.interop.ts.
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import http from 'node:http';
+import net from 'node:net';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { request, type Reply } from '../helpers/http.ts';
 import { assertNoLeaks, snapshotHandles } from '../helpers/leaks.ts';
@@ -14,7 +16,7 @@ import { skipWithoutRedis, startRedis, type TestRedis } from '../helpers/redis.t
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { sleep, waitFor } from '../helpers/wait.ts';
 
-const config = (origin: string, redisUrl: string, opts: { rate?: string; burst?: number; onRedisError?: string; key?: string } = {}): string => `
+const config = (origin: string, redisUrl: string, opts: { rate?: string; burst?: number; onRedisError?: string; key?: string; maxWait?: string } = {}): string => `
 version: 1
 admin: { address: 127.0.0.1:0 }
 log: { level: info }
@@ -28,7 +30,7 @@ upstreams:
   api:
     url: ${origin}
     retry: { maxRetries: 0 }
-    rateLimit: { rate: ${opts.rate ?? '20/s'}, burst: ${opts.burst ?? 5}, scope: global, key: ${opts.key ?? 'api-test'} }
+    rateLimit: { rate: ${opts.rate ?? '20/s'}, burst: ${opts.burst ?? 5}, scope: global, key: ${opts.key ?? 'api-test'}, maxWait: ${opts.maxWait ?? '0s'} }
 `;
 
 /** `n` requests, `gapMs` apart, alternating between the proxies; each with its latency. */
@@ -102,6 +104,15 @@ describe('global rate limit on a real Redis (SPEC §12)', { skip: skipWithoutRed
     assert.match(metrics, /breakwater_global_rate_limit_fallback\{limit="api-test"\} 0/);
   });
 
+  it('the first requests after a start wait for the first connection (within redis.timeout) instead of falling back', async () => {
+    const a = await start({ rate: '1000/s', burst: 100 });
+    // No wait for redis_connected: these race the connection.
+    const replies = await drive([a.url('main')], 5, 0, agent);
+    assert.ok(replies.every((r) => r.status === 200), replies.map((r) => `${r.status} ${r.body}`).join('; '));
+    await waitFor('connected', () => a.logs.some((l) => l.msg === 'redis_connected'));
+    assert.ok(!a.logs.some((l) => l.msg === 'global_rate_limit_fallback' && l['reason'] === 'connection'), JSON.stringify(a.logs.filter((l) => l.msg.startsWith('global'))));
+  });
+
   it('Redis killed: fails open on the local share within redis.timeout, logged and counted; recovers when Redis is back', async () => {
     const a = await start({ rate: '1000/s', burst: 1000 });
     await waitFor('connected', () => a.logs.some((l) => l.msg === 'redis_connected'));
@@ -110,7 +121,13 @@ describe('global rate limit on a real Redis (SPEC §12)', { skip: skipWithoutRed
     const mark = a.logs.length;
     const since = () => a.logs.slice(mark);
     await redis.kill();
+    // Until the lease runs out nobody asks Redis; then every call fails and the limit runs on its share.
     const during = await drive([a.url('main')], 60, 5, agent);
+    await waitFor('the fallback', async () => {
+      during.push(...(await drive([a.url('main')], 10, 5, agent)));
+      return since().some((l) => l.msg === 'global_rate_limit_fallback');
+    });
+    during.push(...(await drive([a.url('main')], 30, 5, agent)));
     assert.ok(
       during.every((r) => r.status === 200),
       `fail open: ${during.map((r) => r.status).join(',')}`,
@@ -149,6 +166,10 @@ describe('global rate limit on a real Redis (SPEC §12)', { skip: skipWithoutRed
     redis.pause();
     try {
       const during = await drive([a.url('main')], 60, 5, agent);
+      await waitFor('the fallback', async () => {
+        during.push(...(await drive([a.url('main')], 10, 5, agent)));
+        return a.logs.slice(mark).some((l) => l.msg === 'global_rate_limit_fallback');
+      });
       assert.ok(during.every((r) => r.status === 200));
       const slowest = Math.max(...during.map((r) => r.ms));
       assert.ok(slowest < 1000, `slowest ${slowest.toFixed(1)} ms with Redis stopped`);
@@ -165,6 +186,56 @@ describe('global rate limit on a real Redis (SPEC §12)', { skip: skipWithoutRed
       },
       15_000,
     );
+  });
+
+  it('maxWait: a request waits for a reserved token, never longer than maxWait; beyond it 429', async () => {
+    const a = await start({ rate: '10/s', burst: 1, maxWait: '400ms' });
+    await waitFor('connected', () => a.logs.some((l) => l.msg === 'redis_connected'));
+    const t0 = performance.now();
+    const replies = await drive([a.url('main')], 12, 0, agent);
+    const seconds = (performance.now() - t0) / 1000;
+    const ok = replies.filter((r) => r.status === 200);
+    const refused = replies.filter((r) => r.status === 429);
+    assert.equal(ok.length + refused.length, 12);
+    // Burst 1, then a token every 100 ms, reserved up to 400 ms ahead: about five pass, the rest are refused at once.
+    assert.ok(ok.length >= 3 && ok.length <= 1 + 10 * seconds + 2, `${ok.length} admitted in ${seconds.toFixed(2)} s`);
+    assert.ok(refused.length >= 3, `${refused.length} refused`);
+    assert.ok(ok.some((r) => r.ms >= 80), 'some waited for their token');
+    // maxWait plus a loaded machine's margin: nobody waits for a token beyond it.
+    for (const r of ok) assert.ok(r.ms < 400 + 600, `waited ${r.ms.toFixed(0)} ms`);
+    assert.ok(refused.every((r) => r.ms < 600), 'a refusal is not delayed');
+  });
+
+  it('CONNECT tunnels take their token from the global bucket too, never waiting: the second is 429 rate_limited', async () => {
+    const px = await startProxy(
+      `
+version: 1
+admin: { address: 127.0.0.1:0 }
+redis: { url: "\${REDIS_URL}" }
+listeners:
+  - name: egress
+    address: 127.0.0.1:0
+    routes:
+      - { name: tunnel, match: { host: 127.0.0.1 }, upstream: api, allowConnect: true, rateLimit: { rate: 1/m, burst: 1, scope: global, key: tunnels } }
+upstreams:
+  api: { url: ${up.origin} }
+`,
+      { REDIS_URL: redis.url },
+    );
+    proxies.push(px);
+    await waitFor('connected', () => px.logs.some((l) => l.msg === 'redis_connected'));
+    const authority = new URL(up.origin).host;
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const s = net.connect(px.port('egress'), '127.0.0.1');
+      s.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`);
+      const [head] = (await once(s, 'data')) as [Buffer];
+      statuses.push(Number(head.toString('latin1').split(' ')[1]));
+      s.destroy();
+      await sleep(30);
+    }
+    assert.deepEqual(statuses, [200, 429, 429]);
+    await waitFor('tokens counted', async () => /breakwater_global_rate_limit_tokens_total\{limit="tunnels",source="redis"\}|rejected_total\{route="tunnel"/.test((await request(`${px.adminUrl}/metrics`)).body));
   });
 
   it('onRedisError deny: Redis down refuses with 429 rate_limited and Retry-After', async () => {
@@ -187,7 +258,11 @@ describe('global rate limit on a real Redis (SPEC §12)', { skip: skipWithoutRed
       proxies.push(good);
       await waitFor('connected', () => good.logs.some((l) => l.msg === 'redis_connected'));
       assert.ok((await drive([good.url('main')], 10, 0, agent)).every((r) => r.status === 200));
-      assert.match((await request(`${good.adminUrl}/metrics`)).body, /breakwater_global_rate_limit_tokens_total\{limit="api-test",source="redis"\} [1-9]/);
+      // Tokens leased from the password-protected Redis (a busy machine may first time a call out: keep asking).
+      await waitFor('tokens from Redis', async () => {
+        await request(`${good.url('main')}/`, { agent });
+        return /breakwater_global_rate_limit_tokens_total\{limit="api-test",source="redis"\} [1-9]/.test((await request(`${good.adminUrl}/metrics`)).body);
+      });
       // Authenticated: no call failed for want of the password (a slow answer on a busy machine may still time out).
       assert.ok(!good.logs.some((l) => l.msg === 'global_rate_limit_fallback' && l['reason'] !== 'timeout'), JSON.stringify(good.logs.filter((l) => l.msg.startsWith('global'))));
       const config_ = JSON.parse((await request(`${good.adminUrl}/config`)).body);
@@ -203,6 +278,32 @@ describe('global rate limit on a real Redis (SPEC §12)', { skip: skipWithoutRed
       assert.ok(!text.includes('pw-s3cret') && !text.includes('pw-wrong'), 'no password in any log line');
     } finally {
       await locked.close();
+    }
+  });
+
+  it('a reload that changes the redis block connects to the new Redis and closes the old connection; the limiter stays', async () => {
+    const second = await startRedis();
+    try {
+      const a = await start({ rate: '1000/s', burst: 100 });
+      await waitFor('connected', () => a.logs.some((l) => l.msg === 'redis_connected'));
+      await drive([a.url('main')], 5, 0, agent);
+      const limiter = a.proxy.registry.globals.get('api-test');
+      const oldLink = a.proxy.registry.redis;
+      const clientsBefore = Number(/connected_clients:(\d+)/.exec(await redis.command('INFO', 'clients'))![1]);
+      a.write(config(up.origin, second.url, { rate: '1000/s', burst: 100 }).replace('${REDIS_URL}', second.url));
+      const res = await request(`${a.adminUrl}/reload`, { method: 'POST' });
+      assert.equal(res.status, 200, res.body);
+      assert.equal(a.proxy.registry.globals.get('api-test'), limiter, 'the same limiter');
+      assert.notEqual(a.proxy.registry.redis, oldLink, 'a new connection for a new redis block');
+      await waitFor('connected to the second Redis', () => a.logs.filter((l) => l.msg === 'redis_connected').length === 2);
+      await waitFor('the bucket on the second Redis', async () => {
+        await request(`${a.url('main')}/`, { agent });
+        return (await second.command('EXISTS', 'breakwater:{api-test}:bucket')) === '1';
+      });
+      // The first Redis lost breakwater's connection.
+      await waitFor('old connection closed', async () => Number(/connected_clients:(\d+)/.exec(await redis.command('INFO', 'clients'))![1]) < clientsBefore);
+    } finally {
+      await second.close();
     }
   });
 

@@ -11,9 +11,10 @@
  *   not per request. Tokens unused for 500 ms are given back.
  * - With the lease empty and the bucket not known to be empty, one request
  *   is admitted on credit and charged on the next call (the script charges
- *   debt whatever the bucket holds: every admission is counted once). A
- *   second one while that call is out waits for its answer, at most
- *   `redis.timeout`.
+ *   debt whatever the bucket holds: every admission is counted once). The
+ *   ones that come while that call is out wait for its answer, at most
+ *   `redis.timeout`; what the new lease does not cover goes on credit too,
+ *   unless the answer says the bucket is empty.
  * - Redis says the bucket is empty until T: requests are refused locally
  *   with Retry-After until T (or wait for a reserved token, within
  *   `maxWait`, spaced at this process's share of the rate), no round trip.
@@ -21,8 +22,9 @@
  *   global_rate_limit_errors_total, logged once per outage) switches to the
  *   fallback: a local bucket of rate/peers (peers: processes Redis saw take
  *   from this bucket in the last 10 s; 1 before Redis ever answered), or,
- *   with `onRedisError: deny`, a refusal. Redis is probed every 500 ms
- *   from the request path; the first answer ends the fallback.
+ *   with `onRedisError: deny`, a refusal. Redis is probed from the request
+ *   path 25 ms after the first failure, backing off to every 500 ms; the
+ *   first answer ends the fallback.
  */
 import type { RateLimitConfig } from '../../config/types.ts';
 import { failure, type Failure } from '../../errors.ts';
@@ -71,6 +73,8 @@ interface Waiter {
 export class GlobalLimiter {
   /** The bucket's name in Redis (without the prefix). */
   readonly key: string;
+  /** `acquire` may answer with a promise (rate-limit.ts). */
+  readonly deferred = true;
   readonly #clock: Clock;
   readonly #metrics: GlobalLimitMetrics;
   readonly #logger: Logger;
@@ -144,12 +148,12 @@ export class GlobalLimiter {
     if (this.#fallback !== null) this.#fallback.update(this.#shareConfig());
   }
 
-  /** For /metrics and tests: tokens held, whether the fallback is on. */
-  state(): { lease: number; debt: number; fallback: boolean; peers: number } {
-    return { lease: this.#lease, debt: this.#debt, fallback: this.#inFallback, peers: this.#peers };
-  }
-
-  #decide(now: number, maxWait: number, observe: boolean, mayQueue: boolean): RateAnswer | Promise<RateAnswer> {
+  /**
+   * `fresh`: deciding for requests that waited for the answer Redis just gave. Those that the lease
+   * cannot cover, while the bucket is not known to be empty, go on credit (charged by the next call,
+   * made at once) rather than be refused for having been concurrent.
+   */
+  #decide(now: number, maxWait: number, observe: boolean, mayQueue: boolean, fresh = false): RateAnswer | Promise<RateAnswer> {
     if (this.#inFallback) return this.#fromFallback(now, maxWait, observe);
     if (this.#lease >= 1) {
       if (now - this.#leaseAt <= LEASE_TTL_MS) {
@@ -162,7 +166,7 @@ export class GlobalLimiter {
       this.#lease = 0;
     }
     if (now >= this.#emptyUntil) {
-      if (this.#debt < 1) {
+      if (this.#debt < 1 || fresh) {
         this.#debt++;
         this.#call(now);
         return TAKEN;
@@ -274,7 +278,8 @@ export class GlobalLimiter {
     if (this.#waiters.length === 0) return;
     const ws = this.#waiters;
     this.#waiters = [];
-    for (const w of ws) w.resolve(this.#decide(now, w.maxWait, false, false) as RateAnswer);
+    const fresh = !this.#inFallback;
+    for (const w of ws) w.resolve(this.#decide(now, w.maxWait, false, false, fresh) as RateAnswer);
   }
 
   /** The fallback's local share: rate and burst divided among the peers Redis last saw. */

@@ -13,6 +13,8 @@ import type { Permit } from '../permit.ts';
 /** The local TokenBucket or a GlobalLimiter: the same answers; only a global one may answer later (its Redis call in flight). */
 export interface RateLimiter {
   acquire(maxWaitMs: number, observe: boolean): Permit | number | Failure | Promise<Permit | number | Failure>;
+  /** True for a limiter whose answer may be a promise (decided once, at build: a local bucket's step never checks). */
+  readonly deferred?: boolean;
 }
 
 export interface RateLimitParams {
@@ -42,6 +44,7 @@ export function rateLimitLayer(p: RateLimitParams): Layer {
     if (p.observed !== null) ex.flag(p.observed);
     return next(ex);
   };
+  if (bucket.deferred !== true) return (next: Handler): Handler => (ex: Exchange) => settle(ex, next, bucket.acquire(maxWait, observe) as Permit | number | Failure);
   return (next: Handler): Handler =>
     (ex: Exchange) => {
       const p = bucket.acquire(maxWait, observe);

@@ -68,6 +68,26 @@ describe('config: the redis block and rateLimit.scope global (SPEC §12)', () =>
     }
   });
 
+  it('limits that share a key must agree on rate and burst (one bucket, one rate); the same values are fine', () => {
+    const two = (second: string): string => yaml`
+      version: 1
+      redis: { url: redis://127.0.0.1:6379 }
+      listeners:
+        - name: l
+          address: 127.0.0.1:0
+          routes:
+            - { name: r, upstream: u, rateLimit: ${second} }
+      upstreams:
+        u: { url: http://127.0.0.1:1, rateLimit: { rate: 10/s, burst: 5, scope: global, key: shared } }
+    `;
+    const e = errorAt(two('{ rate: 20/s, burst: 5, scope: global, key: shared }'), 'listeners[0].routes[0].rateLimit');
+    assert.match(e.message, /key shared is also used by upstreams\.u\.rateLimit with 10\/s burst 5, here 20\/s burst 5/);
+    assert.equal(config(two('{ rate: 10/s, burst: 5, scope: global, key: shared }')).listeners[0]!.routes[0]!.rateLimit!.key, 'shared');
+    // Another key, or a local limit, is its own bucket.
+    config(two('{ rate: 20/s, scope: global, key: other }'));
+    config(two('{ rate: 20/s, key: shared }'));
+  });
+
   it('a route rate limit may be global too, under a key of its own', () => {
     const c = config(yaml`
       version: 1
