@@ -121,7 +121,7 @@ upstreams:
     await sleep(50);
     assert.deepEqual(audits(from).map((l) => l.msg), ['admin_unauthorized']);
 
-    const list = json<{ entries: { id: string }[] }>(await request(`${px.adminUrl}/dead-letters`, { headers: bearer }));
+    const list = json(await request(`${px.adminUrl}/dead-letters`, { headers: bearer })) as { entries: { id: string }[] };
     assert.equal(list.entries.length, 1);
     const id = list.entries[0]!.id;
 
@@ -143,7 +143,7 @@ upstreams:
     await waitFor('the delete audit line', () => audits(from).length >= 1, 5_000);
     await sleep(50);
     assert.deepEqual(audits(from).map((l) => [l.msg, l['method']]), [['admin_action', 'DELETE']]);
-    assert.equal(json<{ entries: unknown[] }>(await request(`${px.adminUrl}/dead-letters`, { headers: bearer })).entries.length, 0);
+    assert.equal((json(await request(`${px.adminUrl}/dead-letters`, { headers: bearer })) as { entries: unknown[] }).entries.length, 0);
     assert.ok(!JSON.stringify(px.logs).includes(TOKEN), 'the token is in no log line');
   });
 });
