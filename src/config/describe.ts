@@ -203,7 +203,7 @@ export function describeBulkhead(b: BulkheadConfig): string {
 
 export function describeRateLimit(r: RateLimitConfig): string {
   const wait = r.maxWait === 0 ? 'no wait' : `wait up to ${formatDuration(r.maxWait)}`;
-  const scope = r.scope === 'global' ? `; global (Redis key ${r.key ?? 'built-in'})` : '';
+  const scope = r.scope === 'global' ? `; global (Redis key ${r.key ?? 'built-in'}${r.onRedisError === null ? '' : `, on redis error ${r.onRedisError}`})` : '';
   return `${formatRate(r.rate)}, burst ${r.burst}, ${wait}; ${r.mode}${scope}`;
 }
 

@@ -128,6 +128,7 @@ export function compileRateLimit(layers: readonly Layer<RawRateLimit>[]): RateLi
     mode: need(r.mode, 'mode'),
     scope: need(r.scope, 'scope'),
     key: r.key ?? null,
+    onRedisError: r.onRedisError ?? null,
   };
 }
 

@@ -101,6 +101,11 @@ function checkSharedKeys(raw: RawConfig, report: (path: string, message: string)
         path,
         `global rate limit key ${key} is also used by ${seen.path} with ${formatRate(seen.rl.rate)} burst ${seen.rl.burst}, here ${formatRate(rl.rate)} burst ${rl.burst}: one bucket has one rate; use the same values or another key`,
       );
+    } else if (seen.rl.onRedisError !== rl.onRedisError) {
+      report(
+        `${path}.onRedisError`,
+        `global rate limit key ${key} is also used by ${seen.path} with onRedisError ${seen.rl.onRedisError ?? '(the redis block’s)'}, here ${rl.onRedisError ?? '(the redis block’s)'}: one bucket has one answer while Redis fails; use the same or another key`,
+      );
     }
   };
   for (const [name, u] of raw.upstreams ?? []) {

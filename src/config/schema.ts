@@ -226,6 +226,9 @@ export const rateLimitSchema = object(
     key: string({ pattern: /^[A-Za-z0-9._:-]{1,100}$/, expected: 'a key of letters, digits, ".", "_", ":" or "-"' }, {
       description: 'scope global: the shared bucket’s name in Redis. Built-in: upstream:<name> or route:<name>.',
     }),
+    onRedisError: oneOf(['allow', 'deny'] as const, {
+      description: 'scope global: this limit’s answer while Redis is slow or down — allow (its local share of the rate) or deny (429). Built-in: redis.onRedisError.',
+    }),
   },
   { ref: 'rateLimit', offUnlessPresent: true, description: 'Token bucket; each request (not each retry) takes one token. Off unless present.' },
 );

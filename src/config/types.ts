@@ -125,6 +125,8 @@ export interface RateLimitConfig {
   readonly scope: 'local' | 'global';
   /** scope global: the key as written, or null for the built-in (upstream:NAME / route:NAME). */
   readonly key: string | null;
+  /** scope global: this limit's own `onRedisError`, or null for the redis block's. */
+  readonly onRedisError: 'allow' | 'deny' | null;
 }
 
 /** The top-level `redis` block (SPEC §12). Holds secrets: never logged or printed as is. */

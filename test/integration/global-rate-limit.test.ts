@@ -16,7 +16,7 @@ import { skipWithoutRedis, startRedis, type TestRedis } from '../helpers/redis.t
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { sleep, waitFor } from '../helpers/wait.ts';
 
-const config = (origin: string, redisUrl: string, opts: { rate?: string; burst?: number; onRedisError?: string; key?: string; maxWait?: string } = {}): string => `
+const config = (origin: string, redisUrl: string, opts: { rate?: string; burst?: number; onRedisError?: string; limitOnRedisError?: string; key?: string; maxWait?: string } = {}): string => `
 version: 1
 admin: { address: 127.0.0.1:0 }
 log: { level: info }
@@ -30,7 +30,7 @@ upstreams:
   api:
     url: ${origin}
     retry: { maxRetries: 0 }
-    rateLimit: { rate: ${opts.rate ?? '20/s'}, burst: ${opts.burst ?? 5}, scope: global, key: ${opts.key ?? 'api-test'}, maxWait: ${opts.maxWait ?? '0s'} }
+    rateLimit: { rate: ${opts.rate ?? '20/s'}, burst: ${opts.burst ?? 5}, scope: global, key: ${opts.key ?? 'api-test'}, maxWait: ${opts.maxWait ?? '0s'}${opts.limitOnRedisError === undefined ? '' : `, onRedisError: ${opts.limitOnRedisError}`} }
 `;
 
 /** `n` requests, `gapMs` apart, alternating between the proxies; each with its latency. */
@@ -248,6 +248,17 @@ upstreams:
     const refused = during.filter((r) => r.status === 429);
     assert.ok(refused.length >= 8, during.map((r) => r.status).join(','));
     assert.ok(refused.every((r) => JSON.parse(r.body).error === 'rate_limited' && r.headers['retry-after'] !== undefined));
+  });
+
+  it('a limit’s own onRedisError: deny overrides the redis block’s allow', async () => {
+    const a = await start({ onRedisError: 'allow', limitOnRedisError: 'deny' });
+    await waitFor('connected', () => a.logs.some((l) => l.msg === 'redis_connected'));
+    assert.equal((await request(`${a.url('main')}/`, { agent })).status, 200);
+    await redis.kill();
+    const during = await drive([a.url('main')], 10, 10, agent);
+    const refused = during.filter((r) => r.status === 429);
+    assert.ok(refused.length >= 8, during.map((r) => r.status).join(','));
+    assert.ok(a.logs.some((l) => l.msg === 'global_rate_limit_fallback' && l['onRedisError'] === 'deny'));
   });
 
   it('credentials from the environment: a password-protected Redis is used; a wrong one falls back; neither is logged', async () => {

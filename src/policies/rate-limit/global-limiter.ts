@@ -103,6 +103,8 @@ export class GlobalLimiter {
   /** Non-null while Redis is failing: the local share (onRedisError allow). */
   #fallback: TokenBucket | null = null;
   #inFallback = false;
+  /** The limit's own onRedisError, or null: the redis block's. */
+  #onError: 'allow' | 'deny' | null = null;
   #nextProbe = 0;
   /** Failed calls in a row, for the probe's backoff. */
   #failures = 0;
@@ -115,6 +117,7 @@ export class GlobalLimiter {
     this.#link = deps.link;
     this.#perMs = cfg.rate.perMs;
     this.#burst = cfg.burst;
+    this.#onError = cfg.onRedisError;
     this.#demandSince = this.#clock.now();
   }
 
@@ -144,6 +147,7 @@ export class GlobalLimiter {
     }
     this.#perMs = cfg.rate.perMs;
     this.#burst = cfg.burst;
+    this.#onError = cfg.onRedisError;
     this.#link = link;
     if (this.#fallback !== null) this.#fallback.update(this.#shareConfig());
   }
@@ -263,10 +267,11 @@ export class GlobalLimiter {
     this.#nextProbe = now + Math.min(PROBE_MS, FIRST_PROBE_MS * 2 ** this.#failures++);
     if (!this.#inFallback) {
       this.#inFallback = true;
-      this.#fallback = this.#link.config.onRedisError === 'allow' ? new TokenBucket(this.#shareConfig(), this.#clock) : null;
+      const onError = this.#onError ?? this.#link.config.onRedisError;
+      this.#fallback = onError === 'allow' ? new TokenBucket(this.#shareConfig(), this.#clock) : null;
       this.#metrics.fallback(true);
       this.#logger.warn(
-        { limit: this.key, reason: err.reason, error: err.message, onRedisError: this.#link.config.onRedisError, share: this.#fallback === null ? 0 : 1 / this.#peers },
+        { limit: this.key, reason: err.reason, error: err.message, onRedisError: onError, share: this.#fallback === null ? 0 : 1 / this.#peers },
         'global_rate_limit_fallback',
       );
     }
@@ -292,6 +297,7 @@ export class GlobalLimiter {
       mode: 'enforce',
       scope: 'local',
       key: null,
+      onRedisError: null,
     };
   }
 }

@@ -86,6 +86,10 @@ describe('config: the redis block and rateLimit.scope global (SPEC §12)', () =>
     // Another key, or a local limit, is its own bucket.
     config(two('{ rate: 20/s, scope: global, key: other }'));
     config(two('{ rate: 20/s, key: shared }'));
+    // One bucket, one answer while Redis fails.
+    const d = errorAt(two('{ rate: 10/s, burst: 5, scope: global, key: shared, onRedisError: deny }'), 'listeners[0].routes[0].rateLimit.onRedisError');
+    assert.match(d.message, /onRedisError \(the redis block’s\), here deny/);
+    assert.equal(config(two('{ rate: 10/s, burst: 5, scope: global, key: other, onRedisError: deny }')).listeners[0]!.routes[0]!.rateLimit!.onRedisError, 'deny');
   });
 
   it('a route rate limit may be global too, under a key of its own', () => {

@@ -91,7 +91,7 @@ describe('guards as permits (policies/permit.ts)', () => {
 
   it('rate limit: a permit per token, a wait within maxWait, then rate_limited; observe mode flags', () => {
     const clock = new ManualClock();
-    const t = new TokenBucket({ rate: { tokens: 10, periodMs: 1000, perMs: 0.01, source: '10/s' }, burst: 1, maxWait: 0, mode: 'enforce', scope: 'local', key: null }, clock);
+    const t = new TokenBucket({ rate: { tokens: 10, periodMs: 1000, perMs: 0.01, source: '10/s' }, burst: 1, maxWait: 0, mode: 'enforce', scope: 'local', key: null, onRedisError: null }, clock);
     const first = t.acquire(0, false);
     assert.ok(typeof first === 'object' && first.type === 'permit');
     const wait = t.acquire(500, false);

@@ -14,6 +14,7 @@ function limit(tokens: number, periodMs: number, burst: number): RateLimitConfig
     mode: 'enforce',
     scope: 'local',
     key: null,
+    onRedisError: null,
   };
 }
 
