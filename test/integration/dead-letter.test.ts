@@ -8,6 +8,8 @@ import { json, request } from '../helpers/http.ts';
 import { assertNoLeaks, snapshotHandles } from '../helpers/leaks.ts';
 import { startProxy, type TestProxy } from '../helpers/proxy.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { startUpstream } from '../helpers/upstream.ts';
+import { SpoolStore } from '../../src/dead-letter/store.ts';
 
 /** An upstream that can die (stop listening) and come back on the same port, recording what it accepted. */
 class MortalUpstream {
@@ -427,6 +429,47 @@ upstreams:
       assert.equal(await metric(px, 'breakwater_dead_letters{route="r"}'), 0);
     } finally {
       await px.close();
+    }
+  });
+  it('shutdown during a replay to a hanging upstream stops at once and keeps the entry', async () => {
+    const down = new MortalUpstream();
+    await down.up();
+    await down.down();
+    const px = await startProxy(`
+version: 1
+admin: { address: 127.0.0.1:0 }
+listeners:
+  - name: pay
+    address: 127.0.0.1:0
+    routes:
+      - { name: r, upstream: u, deadLetter: { path: ${dir}/shutdown.db } }
+upstreams:
+  u: { url: "http://127.0.0.1:${down.port}", timeout: { connect: 300ms, total: 30s }, retry: { maxRetries: 0 } }
+`);
+    const hang = await startUpstream({ hang: true });
+    let closed = false;
+    try {
+      const id = (await request(`${px.url('pay')}/h`, { method: 'POST', body: 'h' })).headers['x-breakwater-dead-letter'] as string;
+      // The upstream comes back on another port and hangs: a reload points the route at it.
+      px.write((await import('node:fs')).readFileSync(px.file, 'utf8').replace(`127.0.0.1:${down.port}`, `127.0.0.1:${hang.port}`));
+      assert.equal(json(await request(`${px.adminUrl}/reload`, { method: 'POST' })).result, 'success');
+      const replay = request(`${px.adminUrl}/dead-letters/${id}/replay`, { method: 'POST' }).catch(() => null);
+      await waitFor('the replay to reach the upstream', () => hang.requests.length === 1, 5000);
+      const t0 = Date.now();
+      await px.close();
+      closed = true;
+      assert.ok(Date.now() - t0 < 5000, `close took ${Date.now() - t0} ms`);
+      await replay;
+      const store = new SpoolStore(`${dir}/shutdown.db`);
+      try {
+        assert.equal(store.get(id)?.body.toString(), 'h', 'the entry is still there');
+        assert.equal(store.claim(id), true, 'and free to be replayed by the next process');
+      } finally {
+        store.close();
+      }
+    } finally {
+      if (!closed) await px.close();
+      await hang.close();
     }
   });
 });
