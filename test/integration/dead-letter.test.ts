@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import http2 from 'node:http2';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -470,6 +471,48 @@ upstreams:
     } finally {
       if (!closed) await px.close();
       await hang.close();
+    }
+  });
+  it('an HTTP/2 (h2c) client gets the dead-letter id too, and the 202 of respond: accepted', async () => {
+    const up = new MortalUpstream();
+    await up.up();
+    await up.down();
+    const px = await startProxy(`
+version: 1
+admin: { address: 127.0.0.1:0 }
+listeners:
+  - name: pay
+    address: 127.0.0.1:0
+    routes:
+      - { name: err, match: { pathPrefix: /err }, upstream: u, deadLetter: { path: ${dir}/h2.db } }
+      - { name: acc, upstream: u, deadLetter: { path: ${dir}/h2.db, respond: accepted } }
+upstreams:
+  u: { url: "http://127.0.0.1:${up.port}", timeout: { connect: 300ms }, retry: { maxRetries: 0 } }
+`);
+    const session = http2.connect(px.url('pay'));
+    const post = (path: string): Promise<{ status: number; id: unknown; body: string }> =>
+      new Promise((resolve, reject) => {
+        const req = session.request({ ':method': 'POST', ':path': path, 'content-type': 'text/plain' });
+        let body = '';
+        let head: http2.IncomingHttpHeaders = {};
+        req.on('response', (h) => (head = h));
+        req.setEncoding('utf8');
+        req.on('data', (c: string) => (body += c));
+        req.on('end', () => resolve({ status: Number(head[':status']), id: head['x-breakwater-dead-letter'], body }));
+        req.on('error', reject);
+        req.end('over h2');
+      });
+    try {
+      const e = await post('/err/1');
+      assert.equal(e.status, 503);
+      assert.equal(typeof e.id, 'string');
+      const a = await post('/acc/1');
+      assert.equal(a.status, 202);
+      assert.deepEqual(JSON.parse(a.body), { deadLetter: a.id });
+      assert.equal(json(await request(`${px.adminUrl}/dead-letters/${a.id}`)).body, 'over h2');
+    } finally {
+      session.close();
+      await px.close();
     }
   });
 });
