@@ -141,6 +141,7 @@ upstreams:
       }
       assert.equal(await metric(px, 'breakwater_dead_letter_replays_total{route="payments",result="success"}'), 16);
       assert.equal(await metric(px, 'breakwater_dead_letters{route="payments"}'), 0);
+      await px.waitForRequests(25); // 24 POSTs and at least one probe
       const lines = px.requests().filter((l) => Array.isArray(l.flags) && (l.flags as string[]).includes('dead_letter'));
       assert.equal(lines.length, 16);
     } finally {
