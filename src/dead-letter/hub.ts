@@ -74,6 +74,8 @@ export class DeadLetters {
   #bindings = new Map<string, ReplayBinding>();
   /** Running passes by route (one at a time per route). */
   readonly #passes = new Map<string, Promise<unknown>>();
+  /** Routes whose breaker closed again while their pass ran. */
+  readonly #again = new Set<string>();
   readonly #stop = new AbortController();
   /** Writes waiting for this turn's group commit, per file. */
   readonly #pending = new Map<SpoolStore, PendingWrite[]>();
@@ -255,12 +257,20 @@ export class DeadLetters {
   // --- passes --------------------------------------------------------------------
 
   #startPass(route: string, trigger: string): void {
-    if (this.#closed || this.#passes.has(route)) return;
+    if (this.#closed) return;
+    // A close while a pass runs (it may be about to stop at a failure) gets a pass of its own right after.
+    if (this.#passes.has(route)) {
+      this.#again.add(route);
+      return;
+    }
     const b = this.#bindings.get(route);
     if (b === undefined) return;
     const p = this.#pass(b, trigger)
       .catch((err: unknown) => this.#logger.error({ route, err }, 'dead_letter_replay_error'))
-      .finally(() => this.#passes.delete(route));
+      .finally(() => {
+        this.#passes.delete(route);
+        if (this.#again.delete(route)) this.#startPass(route, trigger);
+      });
     this.#passes.set(route, p);
   }
 

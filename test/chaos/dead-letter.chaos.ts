@@ -91,7 +91,9 @@ upstreams:
     assert.equal(await metric(px, 'breakwater_dead_letters_dropped_total{route="r",reason="write_error"}'), refused);
     const logged = px.logs.find((l) => l.msg === 'dead_letters_dropped' && l.reason === 'write_error');
     assert.match(String(logged?.error), /write failed: .*(full|disk)/i);
-    assert.equal(/[0-9a-f]{8}-/.test(JSON.stringify(px.logs.filter((l) => l.msg === 'request').at(-1)?.flags ?? [])), false);
+    await px.waitForRequests(6);
+    const unspooled = px.requests().filter((l) => !((l.flags as string[] | undefined) ?? []).includes('dead_letter'));
+    assert.equal(unspooled.length, refused, 'a refused write leaves no dead_letter flag in the access log');
 
     rmSync(path.join(dir, 'filler'));
     const again = await post('after space came back');

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import http2 from 'node:http2';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -8,6 +9,8 @@ import { json, request } from '../helpers/http.ts';
 import { assertNoLeaks, snapshotHandles } from '../helpers/leaks.ts';
 import { startProxy, type TestProxy } from '../helpers/proxy.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { startUpstream } from '../helpers/upstream.ts';
+import { SpoolStore } from '../../src/dead-letter/store.ts';
 
 /** An upstream that can die (stop listening) and come back on the same port, recording what it accepted. */
 class MortalUpstream {
@@ -138,6 +141,7 @@ upstreams:
       }
       assert.equal(await metric(px, 'breakwater_dead_letter_replays_total{route="payments",result="success"}'), 16);
       assert.equal(await metric(px, 'breakwater_dead_letters{route="payments"}'), 0);
+      await px.waitForRequests(25); // 24 POSTs and at least one probe
       const lines = px.requests().filter((l) => Array.isArray(l.flags) && (l.flags as string[]).includes('dead_letter'));
       assert.equal(lines.length, 16);
     } finally {
@@ -426,6 +430,89 @@ upstreams:
       assert.equal(await metric(px, 'breakwater_dead_letters_dropped_total{route="r",reason="max_age"}'), 1);
       assert.equal(await metric(px, 'breakwater_dead_letters{route="r"}'), 0);
     } finally {
+      await px.close();
+    }
+  });
+  it('shutdown during a replay to a hanging upstream stops at once and keeps the entry', async () => {
+    const down = new MortalUpstream();
+    await down.up();
+    await down.down();
+    const px = await startProxy(`
+version: 1
+admin: { address: 127.0.0.1:0 }
+listeners:
+  - name: pay
+    address: 127.0.0.1:0
+    routes:
+      - { name: r, upstream: u, deadLetter: { path: ${dir}/shutdown.db } }
+upstreams:
+  u: { url: "http://127.0.0.1:${down.port}", timeout: { connect: 300ms, total: 30s }, retry: { maxRetries: 0 } }
+`);
+    const hang = await startUpstream({ hang: true });
+    let closed = false;
+    try {
+      const id = (await request(`${px.url('pay')}/h`, { method: 'POST', body: 'h' })).headers['x-breakwater-dead-letter'] as string;
+      // The upstream comes back on another port and hangs: a reload points the route at it.
+      px.write((await import('node:fs')).readFileSync(px.file, 'utf8').replace(`127.0.0.1:${down.port}`, `127.0.0.1:${hang.port}`));
+      assert.equal(json(await request(`${px.adminUrl}/reload`, { method: 'POST' })).result, 'success');
+      const replay = request(`${px.adminUrl}/dead-letters/${id}/replay`, { method: 'POST' }).catch(() => null);
+      await waitFor('the replay to reach the upstream', () => hang.requests.length === 1, 5000);
+      const t0 = Date.now();
+      await px.close();
+      closed = true;
+      assert.ok(Date.now() - t0 < 5000, `close took ${Date.now() - t0} ms`);
+      await replay;
+      const store = new SpoolStore(`${dir}/shutdown.db`);
+      try {
+        assert.equal(store.get(id)?.body.toString(), 'h', 'the entry is still there');
+        assert.equal(store.claim(id), true, 'and free to be replayed by the next process');
+      } finally {
+        store.close();
+      }
+    } finally {
+      if (!closed) await px.close();
+      await hang.close();
+    }
+  });
+  it('an HTTP/2 (h2c) client gets the dead-letter id too, and the 202 of respond: accepted', async () => {
+    const up = new MortalUpstream();
+    await up.up();
+    await up.down();
+    const px = await startProxy(`
+version: 1
+admin: { address: 127.0.0.1:0 }
+listeners:
+  - name: pay
+    address: 127.0.0.1:0
+    routes:
+      - { name: err, match: { pathPrefix: /err }, upstream: u, deadLetter: { path: ${dir}/h2.db } }
+      - { name: acc, upstream: u, deadLetter: { path: ${dir}/h2.db, respond: accepted } }
+upstreams:
+  u: { url: "http://127.0.0.1:${up.port}", timeout: { connect: 300ms }, retry: { maxRetries: 0 } }
+`);
+    const session = http2.connect(px.url('pay'));
+    const post = (path: string): Promise<{ status: number; id: unknown; body: string }> =>
+      new Promise((resolve, reject) => {
+        const req = session.request({ ':method': 'POST', ':path': path, 'content-type': 'text/plain' });
+        let body = '';
+        let head: http2.IncomingHttpHeaders = {};
+        req.on('response', (h) => (head = h));
+        req.setEncoding('utf8');
+        req.on('data', (c: string) => (body += c));
+        req.on('end', () => resolve({ status: Number(head[':status']), id: head['x-breakwater-dead-letter'], body }));
+        req.on('error', reject);
+        req.end('over h2');
+      });
+    try {
+      const e = await post('/err/1');
+      assert.equal(e.status, 503);
+      assert.equal(typeof e.id, 'string');
+      const a = await post('/acc/1');
+      assert.equal(a.status, 202);
+      assert.deepEqual(JSON.parse(a.body), { deadLetter: a.id });
+      assert.equal(json(await request(`${px.adminUrl}/dead-letters/${a.id}`)).body, 'over h2');
+    } finally {
+      session.close();
       await px.close();
     }
   });
