@@ -433,12 +433,23 @@ class Route implements RouteEntry {
   }
 
   handle(ex: Exchange): void {
-    this.#stack(ex).catch((err: unknown) => {
-      // Nothing should reach here: steps return failures as values. If
-      // something does, the client still gets an answer and the log says why.
-      this.#logger.error({ err, requestId: ex.requestId, route: ex.route }, 'internal_error');
-      if (!ex.res.headersSent && !ex.clientAborted) renderFailure(ex, 'upstream_reset', 0);
-      else ex.res.destroy();
-    });
+    let p: Promise<unknown>;
+    try {
+      p = this.#stack(ex);
+    } catch (err) {
+      // A step that throws before its first await throws here, not into the
+      // promise: still one answer, never an uncaught exception.
+      this.#failed(ex, err);
+      return;
+    }
+    p.catch((err: unknown) => this.#failed(ex, err));
+  }
+
+  #failed(ex: Exchange, err: unknown): void {
+    // Nothing should reach here: steps return failures as values. If
+    // something does, the client still gets an answer and the log says why.
+    this.#logger.error({ err, requestId: ex.requestId, route: ex.route }, 'internal_error');
+    if (!ex.res.headersSent && !ex.clientAborted) renderFailure(ex, 'upstream_reset', 0);
+    else ex.res.destroy();
   }
 }

@@ -107,6 +107,8 @@ export interface OtlpReceiver {
   /** Answer every export with this status from now on (e.g. 503). */
   failWith(status: number | null): void;
   waitForSpans(pred: (spans: ReceivedSpan[]) => boolean, ms?: number): Promise<ReceivedSpan[]>;
+  /** Open connections from exporters. */
+  connections(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -197,6 +199,9 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
         await new Promise((r) => setTimeout(r, 20));
       }
       return spans;
+    },
+    connections() {
+      return new Promise<number>((resolve, reject) => server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
     },
     async close() {
       server.closeAllConnections();

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { request } from '../helpers/http.ts';
 import { assertNoLeaks, snapshotHandles } from '../helpers/leaks.ts';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from '../helpers/otlp.ts';
 import { startProxy, type TestProxy } from '../helpers/proxy.ts';
+import { waitFor } from '../helpers/wait.ts';
 import { refusedPort, startUpstream, type Upstream } from '../helpers/upstream.ts';
 
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-(0[01])$/;
@@ -177,6 +179,24 @@ upstreams:
     const server = serverOf(spans, 'c'.repeat(32))!;
     assert.ok(server.events.some((e) => e.name === 'fallback' && e.attributes['breakwater.fallback'] === 'response'), JSON.stringify(server.events));
     assert.deepEqual(clientsOf(spans, server).map((c) => c.attributes['breakwater.outcome']), ['connect_failure', 'connect_failure']);
+  });
+
+  it('a client that sends two traceparent headers: the upstream gets exactly one, breakwater’s', async () => {
+    up.setScript({ status: 200 });
+    const status = await new Promise<number>((resolve, reject) => {
+      const r = http.request(`${px.url('main')}/api/two`, { headers: { traceparent: ['00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'] } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      r.on('error', reject);
+      r.end();
+    });
+    assert.equal(status, 200);
+    const raw = up.requests[0]!.headers.traceparent;
+    assert.equal(typeof raw, 'string');
+    const tp = parseTp(raw);
+    assert.notEqual(tp.traceId, '0af7651916cd43dd8448eb211c80319c', 'the joined pair is no valid parent: a new trace');
+    assert.notEqual(tp.traceId, '4bf92f3577b34da6a3ce929d0e0e4736');
   });
 
   it('a request without traceparent starts a trace and sends it upstream', async () => {
@@ -395,6 +415,8 @@ upstreams:
       await px.close();
       // close() flushes: the last span is out before it returns.
       assert.ok(otlp.spans.some((x) => x.traceId === tp3.traceId && x.kind === 'server'));
+      // And no exporter it ever made (four here) keeps a connection to the collector.
+      await waitFor('the exporters’ connections closed', async () => (await otlp.connections()) === 0, 3_000);
     } finally {
       await px.close();
     }

@@ -150,12 +150,23 @@ export class TraceEngine {
   readonly #provider: TracerProvider;
   readonly #queue: CountingQueue;
   readonly #propagator: InstanceType<Otel['core']['W3CTraceContextPropagator']>;
+  readonly #agents: { destroy(): void }[] = [];
 
   constructor(cfg: TracingConfig, version: string, sink: TracingSink, env: Record<string, string | undefined>) {
     const o = loadOtel();
     this.key = engineKey(cfg);
     this.api = o.api;
-    const exporter = new CountingExporter(new o.exporter.OTLPTraceExporter({ url: cfg.endpoint, timeoutMillis: EXPORT_TIMEOUT_MS }), sink);
+    // The exporter's keep-alive agent is breakwater's, so shutdown can close
+    // its socket: the SDK's transport never destroys the agent it makes, and
+    // every engine a reload replaced kept a connection to the collector.
+    const agents = this.#agents;
+    const agentFactory = (protocol: string) => {
+      const mod = process.getBuiltinModule(protocol === 'https:' ? 'node:https' : 'node:http') as typeof import('node:http');
+      const a = new mod.Agent({ keepAlive: true });
+      agents.push(a);
+      return a;
+    };
+    const exporter = new CountingExporter(new o.exporter.OTLPTraceExporter({ url: cfg.endpoint, timeoutMillis: EXPORT_TIMEOUT_MS, httpAgentOptions: agentFactory }), sink);
     const batch = new o.sdk.BatchSpanProcessor({
       exporter,
       maxQueueSize: cfg.queueSize,
@@ -201,7 +212,10 @@ export class TraceEngine {
 
   /** Flush (bounded) and stop: later spans are dropped by the SDK, uncounted (they would have nowhere to go). */
   shutdown(ms = FLUSH_TIMEOUT_MS): Promise<void> {
-    return bounded(this.#provider.shutdown(), ms);
+    return bounded(this.#provider.shutdown(), ms).then(() => {
+      for (const a of this.#agents) a.destroy();
+      this.#agents.length = 0;
+    });
   }
 }
 
@@ -318,7 +332,10 @@ export class Tracing {
    */
   serverStep(): Layer {
     return (next) => (ex) => {
-      const e = this.engine!;
+      // The engine is bound at commit; a listener a reload adds serves
+      // before that (while the next one binds): such a request is not traced.
+      const e = this.engine;
+      if (e === null) return next(ex);
       const parent = e.extract(ex.req.headers);
       const route = ex.route ?? '';
       // Attributes only for a span that records: the SDK copies and checks
@@ -378,7 +395,7 @@ export class Tracing {
       } catch (err) {
         // Attempts answer with values, never throw; if one does, its span still ends.
         span.setStatus({ code: ERROR, message: 'internal_error' });
-        span.end(wall(performance.now()));
+        span.end(wall(t.clamp(performance.now())));
         throw err;
       }
       t.lastAttempt = r;
@@ -389,7 +406,8 @@ export class Tracing {
       if (r.status !== 0) span.setAttribute('http.response.status_code', r.status);
       if (r.kind !== 'success') span.setStatus({ code: ERROR, message: r.kind });
       if (prev !== null) span.setAttribute('breakwater.retry_reason', retryReason(prev.kind, prev.status, prev.grpcStatus));
-      if (r.status === 0) span.end(wall(performance.now()));
+      // No response, or the exchange already over (the client left before the head): it ends now, never after its parent.
+      if (r.status === 0 || t.endedAt !== 0) span.end(wall(t.clamp(performance.now())));
       else {
         t.open = span;
         t.openHead = performance.now();
@@ -422,16 +440,27 @@ function traceparentOf(c: SpanContext): string {
   return `00-${c.traceId}-${c.spanId}-${hex2(c.traceFlags & 0xff)}`;
 }
 
-/** Replace (or add, before the host pair) the `traceparent` the upstream gets. */
+/**
+ * Replace (or add, before the host pair) the `traceparent` the upstream gets:
+ * exactly one. A client that sent several (node joins them; the propagator
+ * refuses the joined value) has every one of its own removed.
+ */
 function setTraceparent(ex: Exchange, value: string): void {
   let h = ex.upstreamHeaders;
+  let found = -1;
   for (let i = 0; i < h.length; i += 2) {
-    if (h[i]!.length === 11 && h[i]!.toLowerCase() === 'traceparent') {
-      if (h === ex.baseHeaders) ex.upstreamHeaders = h = h.slice();
+    if (h[i]!.length !== 11 || h[i]!.toLowerCase() !== 'traceparent') continue;
+    if (h === ex.baseHeaders) ex.upstreamHeaders = h = h.slice();
+    if (found < 0) {
+      found = i;
       h[i + 1] = value;
-      return;
+      continue;
     }
+    h.splice(i, 2);
+    if (ex.hostIndex > i) ex.hostIndex -= 2;
+    i -= 2;
   }
+  if (found >= 0) return;
   // The base headers are shared with a fallback upstream's attempts: copy before changing.
   h = h.slice();
   if (ex.hostIndex >= 0) {
@@ -454,6 +483,8 @@ class ServerTrace implements ExchangeTrace {
   /** The last attempt's client span while its response may still be the client's; its head's time. */
   open: Span | null = null;
   openHead = 0;
+  /** When the server span ended (performance.now()), 0 before: no child span ends after it. */
+  endedAt = 0;
 
   constructor(engine: TraceEngine, span: Span) {
     this.engine = engine;
@@ -463,6 +494,11 @@ class ServerTrace implements ExchangeTrace {
     this.traceparent = traceparentOf(sc);
     this.traceId = sc.traceId;
     this.context = this.recording ? engine.api.trace.setSpan(engine.api.ROOT_CONTEXT, span) : engine.api.ROOT_CONTEXT;
+  }
+
+  /** A child's end time, never after the server span's. */
+  clamp(now: number): number {
+    return this.endedAt === 0 || now < this.endedAt ? now : this.endedAt;
   }
 
   /** The open client span's response was dropped (a retry or a fallback follows): it ended at its head. */
@@ -480,12 +516,14 @@ class ServerTrace implements ExchangeTrace {
    * and a sampled request's trace id becomes its duration's exemplar.
    */
   end(ex: Exchange, status: number, seconds: number): void {
+    const perfNow = performance.now();
+    this.endedAt = perfNow;
     if (!this.recording) {
       this.span.end();
       return;
     }
     const s = this.span;
-    const now = wall(performance.now());
+    const now = wall(perfNow);
     if (ex.route !== null) s.setAttribute('breakwater.route', ex.route);
     if (status !== 0) s.setAttribute('http.response.status_code', status);
     if (ex.attempts > 0) s.setAttribute('breakwater.attempts', ex.attempts);

@@ -3,7 +3,9 @@ import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { acceptsOpenMetrics } from '../../../src/admin/server.ts';
-import { dropReporter } from '../../../src/observability/tracing/tracing.ts';
+import { dropReporter, Tracing } from '../../../src/observability/tracing/tracing.ts';
+import type { Exchange } from '../../../src/pipeline/exchange.ts';
+import type { Reply } from '../../../src/pipeline/handler.ts';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -83,5 +85,16 @@ describe('dropped spans', () => {
       ['export_failed', 5],
     ]);
     assert.deepEqual(warned, [{ reason: 'queue_full', dropped: 1 }]);
+  });
+});
+
+describe('a load’s tracing before its commit', () => {
+  it('serves a request untraced while no engine is bound (a listener a reload added, before the commit), never throws', async () => {
+    const t = new Tracing({ endpoint: 'http://127.0.0.1:4318/v1/traces', sampleRatio: 1, serviceName: null, queueSize: 8 });
+    const answer: Reply = { type: 'static', status: 200, headers: {}, body: 'ok' };
+    const ex = { trace: null } as unknown as Exchange;
+    const reply = await t.serverStep()(async () => answer)(ex);
+    assert.equal(reply, answer);
+    assert.equal(ex.trace, null);
   });
 });
