@@ -159,6 +159,11 @@ export class TapHub {
   /** Ends every stream (shutdown) and accepts no more. */
   close(reason = 'shutdown'): void {
     this.#closed = true;
+    this.endAll(reason);
+  }
+
+  /** Ends every stream (`{"tap":"end","reason":…}`) and goes on taking new ones: a rotated admin token cuts off streams opened with the old one. */
+  endAll(reason: string): void {
     for (const s of [...this.#subs]) {
       this.remove(s);
       s.end(reason);

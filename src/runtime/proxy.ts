@@ -217,13 +217,21 @@ export class Proxy {
     return this.#again;
   }
 
+  /** The file hash of the last failed load (watch's double looks at one broken edit are audited once). */
+  #lastWatchFailure: string | null = null;
+
   async #reload(who: Requester[]): Promise<ReloadOutcome> {
     const out = await this.#load(who[0]?.source ?? 'unknown');
     const running = this.#runtime.config;
     // The watcher calls on any event in the directory and on its stat poll,
     // so one edit is seen more than once: a watch call that finds the file
     // unchanged is the watcher's double-check, not a change anyone made.
-    if (out.result === 'unchanged' && who.every((r) => r.source === 'watch')) return { result: 'unchanged', hash: running.source.hash, errors: [] };
+    const watchOnly = who.every((r) => r.source === 'watch');
+    if (out.result === 'unchanged' && watchOnly) return { result: 'unchanged', hash: running.source.hash, errors: [] };
+    // The same for a broken file: the watcher's second look at the same broken bytes is not a second change.
+    const failedAgain = out.result === 'failure' && watchOnly && out.newHash !== null && out.newHash === this.#lastWatchFailure;
+    this.#lastWatchFailure = out.result === 'failure' ? out.newHash : null;
+    if (failedAgain) return { result: 'failure', hash: out.before.source.hash, errors: out.errors };
     // Any other reload request moves writing to a fresh open of the file (rotation).
     if (out.result !== 'success') this.#reopenAudit(running.audit.file);
     this.audit.configChange({
@@ -331,6 +339,9 @@ export class Proxy {
     const old = this.#runtime;
     this.#runtime = rt;
     this.#loadedAt = new Date();
+    // A new (or removed) admin token: taps opened with the old one end now
+    // (a leaked token is rotated to cut its holder off, not only new calls).
+    if (next.admin.token !== old.config.admin.token) this.tap.endAll('token_changed');
     this.metrics.configLoaded(next.source.hash, Date.now());
     this.metrics.retain({
       routes: next.listeners.flatMap((l) => l.routes.flatMap((r) => [[l.name, r.name, r.upstream] as [string, string, string], ...fallbackChain(next, r.policy.fallback?.upstream ?? null).map((f) => [l.name, r.name, f] as [string, string, string])])),

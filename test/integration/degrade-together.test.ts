@@ -147,3 +147,45 @@ upstreams:
     assert.ok(!JSON.stringify(px.logs).includes(TOKEN), 'the token is in no log line');
   });
 });
+
+describe('a rotated admin token cuts off the taps opened with the old one', () => {
+  const baseline = snapshotHandles();
+
+  it('the stream ends with {"tap":"end","reason":"token_changed"}; the old token opens no new one', async () => {
+    const up = http.createServer((req, res) => {
+      req.resume();
+      res.end('ok');
+    });
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
+    const cfg = (variable: string) => `
+version: 1
+admin:
+  address: 127.0.0.1:0
+  token: \${${variable}}
+listeners:
+  - { name: main, address: 127.0.0.1:0, upstream: svc }
+upstreams:
+  svc: { url: "http://127.0.0.1:${(up.address() as { port: number }).port}" }
+`;
+    const OLD = 'old-token-0123456789abcdef';
+    const px = await startProxy(cfg('TOKEN_A'), { TOKEN_A: OLD, TOKEN_B: 'new-token-fedcba9876543210' });
+    try {
+      const tap = await new Promise<http.IncomingMessage>((resolve, reject) => http.get(`${px.adminUrl}/tap`, { headers: { authorization: `Bearer ${OLD}` } }, resolve).on('error', reject));
+      assert.equal(tap.statusCode, 200);
+      let text = '';
+      tap.setEncoding('utf8');
+      tap.on('data', (c: string) => (text += c));
+      const ended = new Promise<void>((r) => tap.on('end', r));
+      px.write(cfg('TOKEN_B'));
+      assert.equal((await px.proxy.reload('test')).result, 'success');
+      await ended;
+      const lines = text.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
+      assert.deepEqual(lines.at(-1), { tap: 'end', reason: 'token_changed' });
+      assert.equal((await request(`${px.adminUrl}/tap`, { headers: { authorization: `Bearer ${OLD}` } })).status, 401);
+    } finally {
+      await px.close();
+      await new Promise<void>((r) => up.close(() => r()));
+      await assertNoLeaks(baseline);
+    }
+  });
+});
