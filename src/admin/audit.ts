@@ -55,8 +55,11 @@ export function detailsOf(res: ServerResponse): Record<string, unknown> | null {
 }
 
 /** success for 2xx/3xx; the answer's error code, or `failed`; `aborted` when the answer never completed. */
-export function outcomeOf(res: ServerResponse): string {
-  if (!res.writableFinished) return 'aborted';
+export function outcomeOf(req: IncomingMessage, res: ServerResponse): string {
+  // The caller left before its answer: 'aborted' when its request never
+  // arrived whole (nothing was acted on), 'client_gone' when the call went
+  // on and decided (a replay that ran on: its status is kept).
+  if (!res.writableFinished) return res.headersSent && req.complete ? 'client_gone' : 'aborted';
   if (res.statusCode < 400) return 'success';
   return errors.get(res) ?? 'failed';
 }

@@ -11,6 +11,7 @@
  * Stored headers hold no credentials (they were never stored), so an entry
  * is shown whole.
  */
+import { recordError } from './audit.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { DeadLetters, ReplayOutcome } from '../dead-letter/hub.ts';
 import type { Entry, EntryWithBody } from '../dead-letter/store.ts';
@@ -48,12 +49,15 @@ async function dispatch(hub: DeadLetters, method: string, url: string, q: URLSea
   let m = ONE_REPLAY.exec(url);
   if (m !== null) {
     if (method !== 'POST') return send(res, 405, { error: 'method_not_allowed' });
-    const r = await hub.replayOne(decodeURIComponent(m[1]!));
+    const one = decodeSegment(m[1]!);
+    if (one === null) return send(res, 400, { error: 'bad_id', message: 'the id is not valid percent-encoding' });
+    const r = await hub.replayOne(one);
     return send(res, replayStatus(r), r);
   }
   m = ONE.exec(url);
   if (m === null) return send(res, 404, { error: 'not_found' });
-  const id = decodeURIComponent(m[1]!);
+  const id = decodeSegment(m[1]!);
+  if (id === null) return send(res, 400, { error: 'bad_id', message: 'the id is not valid percent-encoding' });
   if (method === 'GET' || method === 'HEAD') {
     const found = hub.get(id);
     return found === null ? send(res, 404, { error: 'not_found', id }) : send(res, 200, detail(found.entry));
@@ -106,7 +110,19 @@ function detail(e: EntryWithBody): Record<string, unknown> {
   return { ...summary(e), headers, body: printable ? text : e.body.toString('base64'), bodyEncoding: printable ? 'utf8' : 'base64' };
 }
 
+/** A path segment decoded, or null when its percent-encoding is broken (`%E0`): a 400, not a thrown error. */
+export function decodeSegment(s: string): string | null {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return null;
+  }
+}
+
 function send(res: ServerResponse, status: number, body: unknown): void {
+  // The audit line of a changing call names the error code, as for every admin answer.
+  const error = (body as { error?: unknown } | null)?.error;
+  if (typeof error === 'string') recordError(res, error);
   const s = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(s) });
   res.end(s);

@@ -20,7 +20,7 @@ import type { Metrics } from '../observability/metrics/index.ts';
 import type { AuditLog } from '../observability/audit.ts';
 import type { StateRegistry } from '../runtime/state.ts';
 import type { DeadLetters } from '../dead-letter/hub.ts';
-import { deadLetterAdmin } from './dead-letters.ts';
+import { deadLetterAdmin, decodeSegment } from './dead-letters.ts';
 import { argumentsOf, auditDetails, auditedElsewhere, detailsOf, isAuditedElsewhere, outcomeOf, recordBody, recordError } from './audit.ts';
 import { TokenCheck } from './auth.ts';
 import type { TapHub } from '../observability/tap.ts';
@@ -132,18 +132,25 @@ export class AdminServer {
       }
     }
     if (method !== 'GET' && method !== 'HEAD') {
-      res.once('close', () => {
+      // The line is written once the call is over on both sides: its answer
+      // closed AND its handler done. A caller that leaves while a replay runs
+      // does not stop the replay; the line then says what it did.
+      const closed = new Promise<void>((resolve) => res.once('close', resolve));
+      const handled = this.#handle(req, res);
+      void Promise.allSettled([closed, handled]).then(() => {
         if (isAuditedElsewhere(res)) return;
+        const outcome = outcomeOf(req, res);
         p.audit.adminAction({
           method,
           path: bounded(path),
           args: argumentsOf(req, q < 0 ? '' : target.slice(q + 1), token === null ? [] : [token]),
-          status: res.headersSent ? res.statusCode : null,
-          outcome: outcomeOf(res),
+          status: res.headersSent && outcome !== 'aborted' ? res.statusCode : null,
+          outcome,
           client,
           details: detailsOf(res),
         });
       });
+      return handled;
     }
     return this.#handle(req, res);
   }
@@ -199,7 +206,11 @@ export class AdminServer {
         return r.result === 'failure' ? send(res, 400, { result: r.result, errors: r.errors }) : send(res, 200, { result: r.result, hash: r.hash });
       }
       const m = CIRCUIT.exec(url);
-      if (m !== null) return this.#circuit(req, res, decodeURIComponent(m[1]!));
+      if (m !== null) {
+        const name = decodeSegment(m[1]!);
+        if (name === null) return send(res, 400, { error: 'bad_request', message: 'the upstream name is not valid percent-encoding' });
+        return this.#circuit(req, res, name);
+      }
     }
     return send(res, url === '/reload' || CIRCUIT.test(url) ? 405 : 404, { error: url === '/reload' || CIRCUIT.test(url) ? 'method_not_allowed' : 'not_found' });
   }

@@ -76,6 +76,8 @@ export class DeadLetters {
   readonly #passes = new Map<string, Promise<unknown>>();
   /** Routes whose breaker closed again while their pass ran. */
   readonly #again = new Set<string>();
+  /** Every replay in flight (passes' and manual ones): close waits for them to settle their entries. */
+  readonly #inflight = new Set<Promise<ReplayOutcome>>();
   readonly #stop = new AbortController();
   /** Writes waiting for this turn's group commit, per file. */
   readonly #pending = new Map<SpoolStore, PendingWrite[]>();
@@ -233,7 +235,14 @@ export class DeadLetters {
   delete(id: string): boolean {
     const found = this.get(id);
     if (found === null || !found.store.claim(id)) return false;
-    const ok = found.store.delete(id);
+    let ok: boolean;
+    try {
+      ok = found.store.delete(id);
+    } catch (err) {
+      // Not deleted (a full disk...): the claim goes, or the entry would be stuck until a restart.
+      found.store.unclaim(id);
+      throw err;
+    }
     if (ok) this.#logger.warn({ route: found.entry.route, deadLetter: id }, 'dead_letter_deleted');
     return ok;
   }
@@ -248,10 +257,26 @@ export class DeadLetters {
     return this.#replay(b, found.entry);
   }
 
-  /** Manual replay of every entry (of a route, or of an upstream's routes): one pass per route, awaited. */
+  /**
+   * Manual replay of every entry (of a route, or of an upstream's routes):
+   * one pass per route, awaited. A route's passes never overlap (one at a
+   * time, at `replay.rate`): this one starts when the running one is over.
+   */
   async replayAll(f: Filter): Promise<{ route: string; replayed: number; failed: number }[]> {
     const routes = [...this.#bindings.values()].filter((b) => (f.route === undefined || b.route === f.route) && (f.upstream === undefined || b.upstream === f.upstream));
-    return Promise.all(routes.map(async (b) => ({ route: b.route, ...(await this.#pass(b, 'admin')) })));
+    return Promise.all(
+      routes.map(async (b) => {
+        for (let running = this.#passes.get(b.route); running !== undefined; running = this.#passes.get(b.route)) await running.catch(() => {});
+        const p = this.#pass(b, 'admin');
+        this.#passes.set(b.route, p);
+        try {
+          return { route: b.route, ...(await p) };
+        } finally {
+          this.#passes.delete(b.route);
+          if (this.#again.delete(b.route)) this.#startPass(b.route, 'breaker_closed');
+        }
+      }),
+    );
   }
 
   // --- passes --------------------------------------------------------------------
@@ -321,8 +346,16 @@ export class DeadLetters {
     });
   }
 
+  /** Sends one claimed entry and settles it (tracked, so close waits for it to settle its entry). */
+  #replay(b: ReplayBinding, e: EntryWithBody): Promise<ReplayOutcome> {
+    const p = this.#replayNow(b, e);
+    this.#inflight.add(p);
+    void p.finally(() => this.#inflight.delete(p)).catch(() => {});
+    return p;
+  }
+
   /** Sends one claimed entry and settles it: removed on success, released with its error otherwise. */
-  async #replay(b: ReplayBinding, e: EntryWithBody): Promise<ReplayOutcome> {
+  async #replayNow(b: ReplayBinding, e: EntryWithBody): Promise<ReplayOutcome> {
     const f = this.#metrics.deadLetterFamilies.deadLetterReplays;
     const outcome = await this.#send(b, e);
     try {
@@ -330,6 +363,12 @@ export class DeadLetters {
       else b.store.release(e.id, outcome.error ?? `status ${outcome.status}`, outcome.result === 'rejected');
     } catch (err) {
       this.#logger.error({ route: b.route, deadLetter: e.id, error: (err as Error).message }, 'dead_letter_replay_error');
+      // Not settled in the file: at least the claim goes, or the entry is stuck until a restart.
+      try {
+        b.store.unclaim(e.id);
+      } catch {
+        // the file is failing: a restart frees every claim
+      }
     }
     f.child(b.route, outcome.result as ReplayResult).v++;
     const level = outcome.result === 'success' ? 'info' : 'warn';
@@ -378,7 +417,11 @@ export class DeadLetters {
   async close(): Promise<void> {
     this.#closed = true;
     this.#stop.abort();
+    // Passes, then every replay still settling its entry (a manual one too):
+    // an upstream's 2xx that arrived must delete its entry before the file
+    // closes, or the next process would send it again.
     await Promise.allSettled([...this.#passes.values()]);
+    await Promise.allSettled([...this.#inflight]);
     for (const s of this.#stores.values()) s.close();
     this.#stores.clear();
   }

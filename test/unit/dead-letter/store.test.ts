@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -20,6 +20,32 @@ function entry(route: string, body: string, extra: Partial<NewEntry> = {}): NewE
 const LOOSE = { maxEntries: 1000, maxBytes: 1 << 30, maxAge: 3_600_000 };
 
 describe('dead-letter store', () => {
+  it('keeps request bodies to the process’s user: directory 0700, file, WAL and SHM 0600', () => {
+    const s = fresh();
+    s.insert(entry('r', 'secret body'), LOOSE);
+    assert.equal(statSync(path.dirname(s.file)).mode & 0o777, 0o700);
+    for (const f of [s.file, `${s.file}-wal`, `${s.file}-shm`]) assert.equal(statSync(f).mode & 0o777, 0o600, f);
+    s.close();
+  });
+
+  it('bounds a route from its kept count and bytes, right after a reopen and after deletes', () => {
+    const file = fresh().file;
+    const bounds = { maxEntries: 5, maxBytes: 1 << 30, maxAge: 3_600_000 };
+    let s = new SpoolStore(file);
+    const ids = [];
+    for (let i = 0; i < 5; i++) ids.push(s.insert(entry('r', `e${i}`), bounds).id);
+    s.insert(entry('other', 'x'), bounds);
+    assert.equal(s.delete(ids[4]!), true);
+    s.close();
+    s = new SpoolStore(file);
+    // 4 of r left: one more fits, the next evicts the oldest.
+    assert.deepEqual(s.insert(entry('r', 'e5'), bounds).dropped, []);
+    assert.deepEqual(s.insert(entry('r', 'e6'), bounds).dropped, [['max_entries', 1]]);
+    assert.equal(s.get(ids[0]!), null, 'the oldest went');
+    assert.deepEqual(Object.fromEntries(s.counts()), { r: 5, other: 1 });
+    s.close();
+  });
+
   it('creates nothing until first use, then keeps entries oldest first with their headers and body', () => {
     const s = fresh();
     assert.equal(s.isOpen, false);
