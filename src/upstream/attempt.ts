@@ -234,7 +234,7 @@ export class Attempt implements Dispatcher.DispatchHandler, UpstreamResponse {
     }
     this.#finish();
     if (state === STREAMING) {
-      this.#tap?.end();
+      this.#endTap();
       this.#relay!.end(trailers);
     }
   }
@@ -264,7 +264,7 @@ export class Attempt implements Dispatcher.DispatchHandler, UpstreamResponse {
     relay.start(this.status, this.headers!, this.endpoint.endpoint.authority);
     if (this.#ended) {
       this.#state = DONE;
-      this.#tap?.end();
+      this.#endTap();
       relay.end(this.#trailers);
       return;
     }
@@ -275,6 +275,18 @@ export class Attempt implements Dispatcher.DispatchHandler, UpstreamResponse {
 
   tap(tap: BodyTap): void {
     if (this.#state === HEAD) this.#tap = tap;
+  }
+
+  /** The body is whole: the tap (the cache's collector) stores it. A fault of the tap's never breaks the relay. */
+  #endTap(): void {
+    const t = this.#tap;
+    if (t === null) return;
+    this.#tap = null;
+    try {
+      t.end();
+    } catch {
+      // the response goes on; only its copy is lost
+    }
   }
 
   discard(): void {

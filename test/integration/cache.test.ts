@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import http2 from 'node:http2';
+import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { request } from '../helpers/http.ts';
 import { assertNoLeaks, snapshotHandles } from '../helpers/leaks.ts';
@@ -378,5 +379,112 @@ upstreams:
     assert.equal(r2.result, 'success', r2.errors.join('; '));
     await waitFor('the removed route’s cache to go', () => !px.proxy.registry.caches.has('route:small'));
     assert.equal(small.entries, 0, 'its entries were freed');
+  });
+});
+
+describe('stale-if-error cache: what must never be stored (final review)', () => {
+  const baseline = snapshotHandles();
+
+  it('a Vary naming an Object.prototype member (constructor, __proto__) is a header like any other: the answer ends', async () => {
+    const up = await startUpstream({ status: 200, body: 'hello', headers: { 'cache-control': 'max-age=0', vary: 'constructor' } });
+    const px = await startProxy(`
+version: 1
+admin: { address: 127.0.0.1:0 }
+listeners:
+  - { name: main, address: 127.0.0.1:0, routes: [{ name: main, upstream: api, cache: {}, timeout: { idle: 2s } }] }
+upstreams:
+  api: { url: "${up.origin}" }
+`);
+    try {
+      for (let i = 0; i < 2; i++) {
+        // The response must END (a thrown collector once left it open until the idle timeout).
+        const got = await new Promise<string>((resolve) => {
+          const t = setTimeout(() => {
+            resolve('no end within 1.5 s');
+            r.destroy();
+          }, 1500);
+          const r = http.get(`${px.url('main')}/v`, { agent: false }, (res) => {
+            let b = '';
+            res.setEncoding('utf8');
+            res.on('data', (c: string) => (b += c));
+            res.on('end', () => {
+              clearTimeout(t);
+              resolve(`${res.statusCode} ${b}`);
+            });
+            res.on('error', () => {});
+          });
+          r.on('error', () => {});
+        });
+        assert.equal(got, '200 hello');
+      }
+    } finally {
+      await px.close();
+      await up.close();
+    }
+  });
+
+  it('a response to a request with a cookie is not shared with other clients, unless it says it may be', async () => {
+    let down = false;
+    const up = await startUpstream((req) =>
+      down
+        ? { status: 503, body: 'down' }
+        : { status: 200, body: `page of ${req.headers.cookie ?? 'nobody'}`, headers: { 'cache-control': req.url.startsWith('/shared') ? 'public, max-age=0' : 'max-age=0' } },
+    );
+    const px = await startProxy(`
+version: 1
+admin: { address: 127.0.0.1:0 }
+listeners:
+  - { name: main, address: 127.0.0.1:0, routes: [{ name: main, upstream: api, cache: {} }] }
+upstreams:
+  api: { url: "${up.origin}", retry: { maxRetries: 1, backoff: { strategy: immediate } } }
+`);
+    try {
+      assert.equal((await request(`${px.url('main')}/me`, { headers: { cookie: 'session=alice' } })).body, 'page of session=alice');
+      assert.equal((await request(`${px.url('main')}/shared`, { headers: { cookie: 'session=alice' } })).status, 200);
+      down = true;
+      const bob = await request(`${px.url('main')}/me`, { headers: { cookie: 'session=bob' } });
+      assert.equal(bob.status, 503, 'alice’s page is never bob’s');
+      assert.notEqual(bob.body, 'page of session=alice');
+      const shared = await request(`${px.url('main')}/shared`);
+      assert.equal(shared.headers['x-breakwater-fallback'], 'cache', 'a public answer is shared');
+    } finally {
+      await px.close();
+      await up.close();
+    }
+  });
+
+  it('a body delimited by the connection’s close and cut by a reset is never stored', async () => {
+    let n = 0;
+    const up = net.createServer((s) => {
+      s.once('data', () => {
+        n++;
+        if (n === 1) {
+          s.write('HTTP/1.1 200 OK\r\nCache-Control: max-age=0\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{"items":[1,2,3,');
+          setTimeout(() => s.resetAndDestroy(), 50);
+        } else s.end('HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\nConnection: close\r\n\r\ndown');
+      });
+    });
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
+    const px = await startProxy(`
+version: 1
+admin: { address: 127.0.0.1:0 }
+listeners:
+  - { name: main, address: 127.0.0.1:0, routes: [{ name: main, upstream: api, cache: {} }] }
+upstreams:
+  api: { url: "http://127.0.0.1:${(up.address() as net.AddressInfo).port}", retry: { maxRetries: 0 } }
+`);
+    try {
+      await request(`${px.url('main')}/list`).catch(() => null);
+      await sleep(100);
+      // The upstream goes away: a connect failure, which the cache answers when it has an entry.
+      await new Promise<void>((r) => up.close(() => r()));
+      const second = await request(`${px.url('main')}/list`);
+      assert.notEqual(second.headers['x-breakwater-fallback'], 'cache', second.body);
+      assert.notEqual(second.status, 200);
+    } finally {
+      await px.close();
+      if (up.listening) await new Promise<void>((r) => up.close(() => r()));
+      await assertNoLeaks(baseline);
+    }
   });
 });

@@ -94,6 +94,10 @@ export function cacheLayer(p: CacheParams): Layer {
     }
     const cl = res['content-length'];
     if (cl !== undefined && Number(cl) > store.maxEntrySize) return;
+    // Only a body whose end is known: a length, or chunked framing. A body
+    // delimited by the connection's close cannot tell a reset from its end
+    // (undici takes both as the end), and a cut answer must never be served.
+    if (cl === undefined && !chunked(res['transfer-encoding'])) return;
     reply.tap(new Collector(store, metrics, url, ex, reply.status, res, d, p.staleIfError));
   };
 
@@ -189,6 +193,9 @@ class Collector implements BodyTap {
     if (chunks === null) return;
     this.#chunks = null;
     const res = this.#res;
+    // A length the body did not reach (or passed) is no whole answer.
+    const cl = res['content-length'];
+    if (cl !== undefined && Number(cl) !== this.#bytes) return;
     const headers = storedHeaders(res);
     let size = this.#bytes + ENTRY_OVERHEAD;
     for (const name in headers) {
@@ -234,4 +241,11 @@ function storedHeaders(h: IncomingHttpHeaders): Record<string, string | string[]
     if (v !== undefined) out[name] = v;
   }
   return out;
+}
+
+/** `transfer-encoding` ends in chunked: the body's end is in its framing. */
+function chunked(te: string | string[] | undefined): boolean {
+  if (te === undefined) return false;
+  const v = (typeof te === 'string' ? te : te.join(',')).toLowerCase();
+  return v.trimEnd().endsWith('chunked');
 }

@@ -135,7 +135,13 @@ export function storable(req: IncomingHttpHeaders, status: number, res: Incoming
   if (d.noStore || d.private) return null;
   const reqCc = req['cache-control'];
   if (reqCc !== undefined && parseCacheControl(reqCc).noStore) return null;
+  // A request with credentials — `authorization`, or a `cookie` (a session:
+  // a personalised page) — is answered for that client alone unless the
+  // response says it may be shared (RFC 9111 §3.5 for authorization; the
+  // same rule for cookies, or an outage would serve one user's page to
+  // others), or names the cookie in its Vary.
   if (req.authorization !== undefined && !(d.public || d.sMaxAge >= 0 || d.mustRevalidate)) return null;
+  if (req.cookie !== undefined && !(d.public || d.sMaxAge >= 0 || d.mustRevalidate || variesOnCookie(res.vary))) return null;
   if (req.range !== undefined) return null;
   const vary = res.vary;
   if (vary !== undefined && varyNames(vary) === STAR) return null;
@@ -208,6 +214,12 @@ export function varyNames(value: string | string[] | undefined): readonly string
   return out === null ? null : out.sort();
 }
 
+function variesOnCookie(vary: string | string[] | undefined): boolean {
+  if (vary === undefined) return false;
+  const names = varyNames(vary);
+  return names !== STAR && names !== null && names.includes('cookie');
+}
+
 const ABSENT = '\u0001';
 
 /**
@@ -219,7 +231,9 @@ export function varyKey(names: readonly string[] | null, req: IncomingHttpHeader
   if (names === null) return '';
   let key = '';
   for (let i = 0; i < names.length; i++) {
-    const v = req[names[i]!];
+    // Own properties only: a Vary naming `constructor` or `__proto__` is a header like any other.
+    const name = names[i]!;
+    const v = Object.hasOwn(req, name) ? req[name] : undefined;
     key += (v === undefined ? ABSENT : typeof v === 'string' ? v.trim() : v.join(', ')) + '\u0000';
   }
   return key;

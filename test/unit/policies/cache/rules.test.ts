@@ -111,5 +111,9 @@ describe('cache rules: Vary', () => {
     assert.notEqual(varyKey(names, {}), varyKey(names, { 'accept-language': '' }));
     assert.equal(varyKey(null, { 'accept-language': 'en' }), '');
     assert.equal(varyKey(names, { 'accept-encoding': 'gzip' }), varyKey(names, {}), 'headers not named do not matter');
+    // A Vary naming an Object.prototype member reads the request's own header only (it once threw).
+    const proto = varyNames('constructor, __proto__, toString');
+    assert.equal(varyKey(proto, {}), varyKey(proto, {}));
+    assert.notEqual(varyKey(proto, { constructor: 'x' } as IncomingHttpHeaders), varyKey(proto, {}));
   });
 });
