@@ -21,6 +21,7 @@ import { redactedDocument } from './redact.ts';
 import { configSchema, type RawConfig } from './schema.ts';
 import type { BreakwaterConfig } from './types.ts';
 import { validateTls } from './tls.ts';
+import { validateRedis } from './redis.ts';
 import { validateSemantics } from './validate.ts';
 import { walk, INVALID } from './walk.ts';
 import { AliasBudget, locate, type AnyNode } from './yaml-nodes.ts';
@@ -109,6 +110,7 @@ function load(text: string, file: string, hash: string, env: Env): LoadResult {
     validateSemantics(raw, (p, m) => at('semantic', locate(doc, p), p, m));
     checkAdminToken(raw.admin, doc, (p, m) => at('semantic', locate(doc, p), p, m));
     validateTls(raw, baseDir, (p, m) => at('semantic', locate(doc, p), p, m));
+    validateRedis(raw, baseDir, (p, m) => at('semantic', locate(doc, p), p, m));
   }
   if (errors.length > 0) return { ok: false, errors: capped(sortErrors(errors)) };
 

@@ -8,6 +8,7 @@ import { compileRateLimit, need } from './policies.ts';
 import { redisSchema, type RawConfig, type RawRateLimit, type RawRedis } from './schema.ts';
 import type { RateLimitConfig, RedisConfig } from './types.ts';
 import { formatDuration, formatRate } from './units.ts';
+import { readTlsMaterial } from './tls.ts';
 import { childPath } from './yaml-nodes.ts';
 
 export function compileRedis(raw: RawRedis | undefined, baseDir: string): RedisConfig | null {
@@ -61,6 +62,35 @@ export function checkGlobalLimits(raw: RawConfig, report: (path: string, message
       if (r?.rateLimit?.scope === 'global') report(`listeners[${i}].routes[${j}].rateLimit.scope`, message);
     }),
   );
+}
+
+/**
+ * What the pattern cannot see and the connection would throw on at commit:
+ * every URL parses with a host and a port in range, and `tls.ca` is a
+ * readable PEM (the only other file the redis block names). Messages never
+ * repeat a URL (it may hold a password).
+ */
+export function validateRedis(raw: RawConfig, baseDir: string, report: (path: string, message: string) => void): void {
+  const r = raw.redis;
+  if (r === undefined) return;
+  const check = (p: string, u: string | undefined): void => {
+    if (u === undefined) return;
+    let url: URL;
+    try {
+      url = new URL(u);
+    } catch {
+      report(p, 'not a valid redis:// URL (scheme, host, optional port and /db)');
+      return;
+    }
+    if (url.hostname === '') report(p, 'the URL names no host');
+    if (url.pathname !== '' && url.pathname !== '/' && !/^\/\d+$/.test(url.pathname)) report(p, 'the path of a redis URL is a database number (/0), nothing else');
+  };
+  check('redis.url', r.url);
+  (r.cluster?.nodes ?? []).forEach((u, i) => check(`redis.cluster.nodes[${i}]`, u));
+  if (r.tls?.ca !== undefined) {
+    const read = readTlsMaterial({ ca: path.resolve(baseDir, r.tls.ca), cert: null, key: null });
+    if (!read.ok) for (const problem of read.problems) report('redis.tls.ca', problem.message);
+  }
 }
 
 /** A URL without its credentials: redis://[redacted]@host:port/db. */

@@ -26,9 +26,16 @@ export type RedisErrorReason = 'timeout' | 'connection' | 'script';
 
 export class RedisCallError extends Error {
   readonly reason: RedisErrorReason;
-  constructor(reason: RedisErrorReason, message: string) {
+  /**
+   * A timeout of a call already sent: Redis may still run it. Its answer,
+   * when it comes (rejected if Redis refused it), so the caller can settle
+   * what it owed and what was granted instead of charging twice.
+   */
+  readonly late: Promise<TakeAnswer> | null;
+  constructor(reason: RedisErrorReason, message: string, late: Promise<TakeAnswer> | null = null) {
     super(message);
     this.reason = reason;
+    this.late = late;
   }
 }
 
@@ -85,7 +92,16 @@ export class RedisLink {
   start(events: RedisLinkEvents): void {
     if (this.#client !== null || this.#closed) return;
     this.#events = events;
-    const c = createClient(this.config) as WithTake;
+    let c: WithTake;
+    try {
+      c = createClient(this.config) as WithTake;
+    } catch (err) {
+      // The config checks what would throw here (URLs, the CA file); a file
+      // gone since then must not break the commit that starts us: the link
+      // stays down, every global limit runs on its fallback, and it says so.
+      events.onDown(`cannot create the Redis client: ${(err as Error).name}`);
+      return;
+    }
     c.defineCommand('bwTake', { numberOfKeys: 2, lua: TAKE_SCRIPT });
     c.on('ready', () => {
       if (!this.#everReady) {
@@ -121,16 +137,23 @@ export class RedisLink {
     const peersKey = `${prefix}:{${key}}:peers`;
     const ms = this.config.timeout;
     return new Promise<TakeAnswer>((resolve, reject) => {
+      let sent: Promise<TakeAnswer> | null = null;
       let send: (() => void) | null = () => {
         send = null;
-        c.bwTake(bucketKey, peersKey, String(a.perMs), a.burst, a.want, a.owe, a.give, this.peerId).then(
-          (r) => {
-            clearTimeout(timer);
-            resolve({ granted: Number(r[0]), nextMs: Number(r[1]), peers: Math.max(1, Number(r[2])) });
-          },
+        sent = c.bwTake(bucketKey, peersKey, String(a.perMs), a.burst, a.want, a.owe, a.give, this.peerId).then(
+          (r) => ({ granted: Number(r[0]), nextMs: Number(r[1]), peers: Math.max(1, Number(r[2])) }),
           (err: unknown) => {
+            throw classify(err);
+          },
+        );
+        sent.then(
+          (answer) => {
             clearTimeout(timer);
-            reject(classify(err));
+            resolve(answer);
+          },
+          (err: RedisCallError) => {
+            clearTimeout(timer);
+            reject(err);
           },
         );
       };
@@ -138,7 +161,7 @@ export class RedisLink {
       const timer = setTimeout(() => {
         if (send !== null) this.#firstReady.delete(send);
         send = null;
-        reject(new RedisCallError('timeout', `redis did not answer within ${ms}ms`));
+        reject(new RedisCallError('timeout', `redis did not answer within ${ms}ms`, sent));
       }, ms);
       // Just started and not connected yet (the first requests after a start): wait for the
       // connection within the deadline rather than fail at once. Later, a lost connection fails at once.

@@ -233,7 +233,36 @@ export class GlobalLimiter {
     const give = this.#give;
     this.#link.take(this.key, { perMs: this.#perMs, burst: this.#burst, want: this.#want(), owe, give }).then(
       (a) => this.#answered(a, owe, give),
-      (err: RedisCallError) => this.#failed(err),
+      (err: RedisCallError) => {
+        if (err.late !== null) this.#settleLate(err.late, owe, give);
+        this.#failed(err);
+      },
+    );
+  }
+
+  /**
+   * A call that timed out here may still run in Redis. Until its answer,
+   * what it carried counts as paid (never charged twice by the next call);
+   * its answer settles it: a grant joins the lease (or, in fallback, goes
+   * back with the next call); a refusal means it never ran: owed again.
+   */
+  #settleLate(late: Promise<TakeAnswer>, owe: number, give: number): void {
+    this.#debt -= owe;
+    this.#give -= give;
+    late.then(
+      (a) => {
+        if (a.granted <= 0) return;
+        if (this.#inFallback) this.#give += a.granted;
+        else {
+          this.#lease += a.granted;
+          this.#leaseAt = this.#clock.now();
+          this.#metrics.leased(a.granted);
+        }
+      },
+      () => {
+        this.#debt += owe;
+        this.#give += give;
+      },
     );
   }
 

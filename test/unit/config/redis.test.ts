@@ -25,6 +25,16 @@ describe('config: the redis block and rateLimit.scope global (SPEC §12)', () =>
     assert.equal(rl.key, null);
   });
 
+  it('URLs that would throw when the client is made, and a missing tls.ca, are config errors at their keys (never printing the URL)', () => {
+    const e = errorAt(withUpstream(GLOBAL, 'redis: { url: "redis://u:pw-secret@127.0.0.1:99999" }\n'), 'redis.url');
+    assert.match(e.message, /not a valid redis:\/\/ URL/);
+    assert.ok(!e.message.includes('pw-secret'));
+    const n = errorAt(withUpstream(GLOBAL, 'redis: { cluster: { nodes: ["redis://127.0.0.1:7000", "redis://127.0.0.1:70000"] } }\n'), 'redis.cluster.nodes[1]');
+    assert.match(n.message, /not a valid/);
+    const ca = errorAt(withUpstream(GLOBAL, 'redis: { url: "rediss://127.0.0.1:6380", tls: { ca: /nonexistent/redis-ca.pem } }\n'), 'redis.tls.ca');
+    assert.match(ca.message, /cannot read/);
+  });
+
   it('url, sentinel and cluster: exactly one', () => {
     const all = errors(withUpstream(GLOBAL, 'redis: { url: redis://a:1, cluster: { nodes: [redis://b:2] } }\n'));
     assert.ok(all.some((e) => e.path === 'redis' || e.path.startsWith('redis')), all.map(String).join('\n'));
