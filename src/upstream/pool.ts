@@ -22,6 +22,7 @@
 import type { TLSSocket } from 'node:tls';
 import { Pool, buildConnector } from 'undici';
 import type { BalanceMode, Endpoint, Millis, UpstreamProtocol } from '../config/types.ts';
+import { keepingTrailersLast } from './h2-trailers.ts';
 import { skippingContinue } from './interim.ts';
 import type { TlsSource } from './tls.ts';
 
@@ -66,8 +67,10 @@ export function createPool(origin: string, o: PoolOptions): Pool {
     keepAliveTimeout: o.keepAlive,
     // The longest keep-alive an upstream's `Keep-Alive: timeout=` hint may raise us to.
     keepAliveMaxTimeout: Math.max(o.keepAlive, 600_000),
-    // The 100-continue filter reads HTTP/1.1 bytes: HTTP/2 sockets are left alone.
-    connect: skippingContinue(connect),
+    // The 100-continue filter reads HTTP/1.1 bytes: HTTP/2 sockets are left
+    // alone, and are marked so that their streams' trailers stay behind their
+    // body (undici drops DATA still buffered at the trailers: h2-trailers.ts).
+    connect: skippingContinue(keepingTrailersLast(connect)),
     allowH2: protocol !== 'http1',
     useH2c: protocol === 'h2c',
     pipelining: 1,
