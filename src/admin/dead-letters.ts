@@ -11,7 +11,7 @@
  * Stored headers hold no credentials (they were never stored), so an entry
  * is shown whole.
  */
-import { recordError } from './audit.ts';
+import { send } from './reply.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { DeadLetters, ReplayOutcome } from '../dead-letter/hub.ts';
 import type { Entry, EntryWithBody } from '../dead-letter/store.ts';
@@ -119,11 +119,3 @@ export function decodeSegment(s: string): string | null {
   }
 }
 
-function send(res: ServerResponse, status: number, body: unknown): void {
-  // The audit line of a changing call names the error code, as for every admin answer.
-  const error = (body as { error?: unknown } | null)?.error;
-  if (typeof error === 'string') recordError(res, error);
-  const s = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(s) });
-  res.end(s);
-}

@@ -21,7 +21,8 @@ import type { AuditLog } from '../observability/audit.ts';
 import type { StateRegistry } from '../runtime/state.ts';
 import type { DeadLetters } from '../dead-letter/hub.ts';
 import { deadLetterAdmin, decodeSegment } from './dead-letters.ts';
-import { argumentsOf, auditDetails, auditedElsewhere, detailsOf, isAuditedElsewhere, outcomeOf, recordBody, recordError } from './audit.ts';
+import { send } from './reply.ts';
+import { argumentsOf, auditDetails, auditedElsewhere, detailsOf, isAuditedElsewhere, outcomeOf, recordBody } from './audit.ts';
 import { TokenCheck } from './auth.ts';
 import type { TapHub } from '../observability/tap.ts';
 import { serveTap } from './tap.ts';
@@ -255,13 +256,6 @@ function upstreamsState(p: AdminTarget): Record<string, unknown> {
   return out;
 }
 
-function send(res: ServerResponse, status: number, body: unknown): void {
-  const error = (body as { error?: unknown } | null)?.error;
-  if (typeof error === 'string') recordError(res, error);
-  const s = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(s) });
-  res.end(s);
-}
 
 function text(res: ServerResponse, status: number, body: string): void {
   res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) });
