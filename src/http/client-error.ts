@@ -8,9 +8,11 @@ import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { ErrorCode } from '../errors.ts';
 import { kActive, kWaiting, type EdgeSocket } from './edge-socket.ts';
-import { writeRawError } from './respond.ts';
+import type { ListenerRoutes } from './listener-routes.ts';
+import { refuse, refuseSlow } from './refused.ts';
 
-export function onClientError(err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket): void {
+/** `lr`: the listener's routes when the error came (its access log and metrics record the refusal). */
+export function onClientError(err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket, lr: ListenerRoutes): void {
   if (err.code === 'ECONNRESET' || !socket.writable) {
     socket.destroy();
     return;
@@ -29,7 +31,7 @@ export function onClientError(err: NodeJS.ErrnoException & { rawPacket?: Buffer 
       const timedOut = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'HPE_HEADERS_TIMEOUT';
       const code = clientErrorCode(err);
       // A request that arrived too slowly behind an answer already under way: close once it is out.
-      (s[kWaiting] ??= []).push(timedOut ? () => socket.destroySoon() : () => writeRawError(socket, code, randomUUID()));
+      (s[kWaiting] ??= []).push(timedOut ? () => socket.destroySoon() : () => refuse(lr, socket, null, code, randomUUID()));
       return;
     }
     // The request whose body is malformed is the one being answered: its
@@ -37,10 +39,10 @@ export function onClientError(err: NodeJS.ErrnoException & { rawPacket?: Buffer 
   }
   if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'HPE_HEADERS_TIMEOUT') {
     // Slow heads and slow requests: 408 and close.
-    socket.end('HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    refuseSlow(lr, socket, randomUUID());
     return;
   }
-  writeRawError(socket, clientErrorCode(err), randomUUID());
+  refuse(lr, socket, null, clientErrorCode(err), randomUUID());
 }
 
 function clientErrorCode(err: NodeJS.ErrnoException): ErrorCode {

@@ -5,6 +5,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { ListenerConfig } from '../config/types.ts';
+import type { AccessFields } from '../observability/access-log.ts';
 import type { Exchange } from '../pipeline/exchange.ts';
 import type { ConnectTunnels } from './connect-tunnel.ts';
 import type { Router } from './router.ts';
@@ -24,6 +25,8 @@ export interface ExchangeObserver {
   finished(ex: Exchange): void;
   /** The request matched no route. */
   unrouted(ex: Exchange): void;
+  /** A request answered on the raw socket, never an Exchange (http/refused.ts): counted and logged under the empty route. */
+  refused(r: AccessFields, status: number): void;
 }
 
 /** Everything a listener needs from one config load. Swapped whole on reload. */

@@ -147,15 +147,17 @@ export interface RawErrorContext {
 /**
  * A generated response written straight onto a socket, for requests node's
  * parser rejected before a ServerResponse existed (400, 431) and for CONNECT.
- * The connection is closed after it.
+ * The connection is closed after it. Returns the body's length in bytes, or
+ * -1 when the socket could no longer be written (the client is gone).
  */
-export function writeRawError(socket: Socket, code: ErrorCode, requestId: string, at?: RawErrorContext): void {
+export function writeRawError(socket: Socket, code: ErrorCode, requestId: string, at?: RawErrorContext): number {
   if (!socket.writable) {
     socket.destroy();
-    return;
+    return -1;
   }
   const spec = ERRORS[code];
   const body = errorBody(code, at?.upstream ?? null, at?.route ?? null, requestId);
+  const length = Buffer.byteLength(body);
   const retryAfterMs = at?.retryAfterMs ?? 0;
   const ra = retryAfter(code, retryAfterMs);
   const retryAfterLine = ra === null ? '' : `retry-after: ${ra}\r\n`;
@@ -165,11 +167,12 @@ export function writeRawError(socket: Socket, code: ErrorCode, requestId: string
       `x-breakwater-error: ${code}\r\n` +
       `x-request-id: ${requestId}\r\n` +
       retryAfterLine +
-      `content-length: ${Buffer.byteLength(body)}\r\n` +
+      `content-length: ${length}\r\n` +
       'connection: close\r\n\r\n' +
       body,
   );
   socket.destroySoon?.();
+  return length;
 }
 
 /** Retry-After in whole seconds, rounded up (SPEC §4.5, §4.7): always for rate_limited and circuit_open, else when a wait is known. */

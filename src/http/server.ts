@@ -108,7 +108,7 @@ export class ListenerServer {
       s.once('close', () => this.#sockets.delete(s));
       sniffPreface(s, this.#current.config.limits.headerTimeout, this.#handOver);
     });
-    this.server.on('clientError', onClientError);
+    this.server.on('clientError', (err: Error, socket: Socket) => onClientError(err, socket, this.#current));
     // CONNECT and Upgrade take the socket away from HTTP: each waits until
     // the answers to the requests before it on the connection are out.
     this.server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {

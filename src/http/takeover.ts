@@ -9,7 +9,7 @@ import type { Socket } from 'node:net';
 import { connectAuthority } from './connect-tunnel.ts';
 import { kActive, kAuthority, kWaiting, type EdgeSocket } from './edge-socket.ts';
 import { connectHost80, hasRequestBody, hasUnderscoreHeader, headSize, malformedHead, parseTarget, requestIdOf } from './request-head.ts';
-import { writeRawError } from './respond.ts';
+import { refuse } from './refused.ts';
 import type { ListenerRoutes } from './listener-routes.ts';
 
 /** What these handlers read of their listener. */
@@ -22,18 +22,19 @@ export interface Takeover {
 
 export function upgradeRequest(l: Takeover, req: IncomingMessage, socket: EdgeSocket, head: Buffer): void {
   const rid = requestIdOf(req);
-  if (l.draining()) return writeRawError(socket, 'draining', rid);
-  const config = l.routes().config;
+  const lr = l.routes();
+  if (l.draining()) return refuse(lr, socket, req, 'draining', rid);
+  const config = lr.config;
   const t = malformedHead(req) || socket[kAuthority] !== undefined ? null : parseTarget(req);
-  if (t === null) return writeRawError(socket, 'bad_request', rid);
-  if (headSize(req) > config.limits.headerSize) return writeRawError(socket, 'header_too_large', rid);
+  if (t === null) return refuse(lr, socket, req, 'bad_request', rid);
+  if (headSize(req) > config.limits.headerSize) return refuse(lr, socket, req, 'header_too_large', rid);
   // A body on an Upgrade request would be read as tunnel data by one side
   // and as a request body by the other: a desync. Refused.
-  if (hasRequestBody(req)) return writeRawError(socket, 'bad_request', rid);
-  if (config.underscoreHeaders === 'reject' && hasUnderscoreHeader(req)) return writeRawError(socket, 'bad_request', rid);
+  if (hasRequestBody(req)) return refuse(lr, socket, req, 'bad_request', rid);
+  if (config.underscoreHeaders === 'reject' && hasUnderscoreHeader(req)) return refuse(lr, socket, req, 'bad_request', rid);
   const q = t.target.indexOf('?');
-  const route = l.routes().router.match(t.host, q < 0 ? t.target : t.target.slice(0, q), req.method ?? 'GET', req);
-  if (route === null) return writeRawError(socket, 'no_route', rid);
+  const route = lr.router.match(t.host, q < 0 ? t.target : t.target.slice(0, q), req.method ?? 'GET', req);
+  if (route === null) return refuse(lr, socket, req, 'no_route', rid);
   route.value.upgrade(req, socket, head, rid);
 }
 
@@ -49,15 +50,16 @@ export function upgradeRequest(l: Takeover, req: IncomingMessage, socket: EdgeSo
  */
 export function connectRequest(l: Takeover, req: IncomingMessage, socket: EdgeSocket, head: Buffer): void {
   const rid = requestIdOf(req);
-  if (l.draining()) return writeRawError(socket, 'draining', rid);
+  const lr = l.routes();
+  if (l.draining()) return refuse(lr, socket, req, 'draining', rid);
   const a = socket[kAuthority] === undefined && !malformedHead(req) ? connectAuthority(req.url ?? '') : null;
   if (a !== null && a.port !== 80) {
-    const route = l.routes().router.findByHost(a.host, (r) => r.connect?.accepts(a.host, a.port) === true);
-    if (route === null) return writeRawError(socket, 'method_not_allowed', rid);
+    const route = lr.router.findByHost(a.host, (r) => r.connect?.accepts(a.host, a.port) === true);
+    if (route === null) return refuse(lr, socket, req, 'method_not_allowed', rid);
     return route.connect!.open(socket, head, a.host, a.port, rid);
   }
   const host = a === null ? null : connectHost80(req.url ?? '');
-  if (host === null || !l.routes().router.hasHost(host)) return writeRawError(socket, 'method_not_allowed', rid);
+  if (host === null || !lr.router.hasHost(host)) return refuse(lr, socket, req, 'method_not_allowed', rid);
   socket.setTimeout(0);
   socket[kAuthority] = host;
   socket[kActive] = null;

@@ -21,6 +21,7 @@ import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import type httpProxy from 'http-proxy';
 import type { OutcomeKind, RouteConfig, UpstreamConfig } from '../config/types.ts';
+import { ERRORS } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { BreakerGuard } from '../policies/breaker/permit.ts';
 import type { Bulkhead } from '../policies/bulkhead/bulkhead.ts';
@@ -167,7 +168,27 @@ export function upgradeHandler(deps: UpgradeDeps): (req: IncomingMessage, socket
     const p = acquireTunnelGuards(guards, flags);
     if (p.type === 'failure') {
       deps.onReject(p.code);
-      return writeRawError(socket, p.code, requestId, { retryAfterMs: p.retryAfterMs });
+      const bytesOut = writeRawError(socket, p.code, requestId, { retryAfterMs: p.retryAfterMs });
+      // Refused before any upstream was dialled: still one 'tunnel' line, as a CONNECT refusal has.
+      deps.logger?.info(
+        {
+          protocol: 'websocket',
+          requestId,
+          listener: deps.listener,
+          route: deps.route.name,
+          upstream: deps.upstream.name,
+          endpoint: null,
+          path: (req.url ?? '/').split('?')[0],
+          status: bytesOut < 0 ? null : ERRORS[p.code].status,
+          outcome: p.code,
+          durationMs: 0,
+          bytesIn: 0,
+          bytesOut: Math.max(bytesOut, 0),
+          flags,
+        },
+        'tunnel',
+      );
+      return;
     }
     const ep = deps.balancer.pick().endpoint;
     const path = req.url ?? '/';

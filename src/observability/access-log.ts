@@ -4,10 +4,38 @@
  * `flags`. `grpcStatus` is the gRPC status a gRPC client got (SPEC §10.2),
  * null for plain HTTP.
  */
+import type { IncomingHttpHeaders } from 'node:http';
 import type { LogConfig } from '../config/types.ts';
-import type { Exchange } from '../pipeline/exchange.ts';
+import type { Try } from '../pipeline/exchange.ts';
 import type { LoggerHandle } from './logger.ts';
 import { NEVER_LOGGED } from './never-logged.ts';
+
+/**
+ * What one access line reads: an Exchange, or a request answered on the raw
+ * socket before it had one (http/refused.ts).
+ */
+export interface AccessFields {
+  readonly req: { readonly headers: IncomingHttpHeaders };
+  readonly trace: { readonly traceId: string } | null;
+  readonly requestId: string;
+  readonly listener: string;
+  readonly route: string | null;
+  readonly upstream: string | null;
+  readonly endpoint: string | null;
+  /** null when the request line could not be parsed. */
+  readonly method: string | null;
+  /** The path with its query, as received; null when the request line could not be parsed. */
+  readonly target: string | null;
+  readonly grpcStatus: number | null;
+  readonly upstreamMs: number | null;
+  readonly attempts: number;
+  readonly tries: readonly Try[] | null;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  readonly client: string | null;
+  readonly flags: readonly string[] | null;
+  readonly error: string | null;
+}
 
 export class AccessLog {
   readonly #log: LoggerHandle;
@@ -26,7 +54,7 @@ export class AccessLog {
    * of every line) is not needed. Every string goes through JSON.stringify:
    * request ids, paths and header values are the client's bytes.
    */
-  write(ex: Exchange, status: number, durationMs: number): void {
+  write(ex: AccessFields, status: number, durationMs: number): void {
     this.#log.writeInfoLine(this.line(ex, status, durationMs));
   }
 
@@ -36,10 +64,10 @@ export class AccessLog {
   }
 
   /** The access line of a finished request, with its newline (the access log and the tap share it). */
-  line(ex: Exchange, status: number, durationMs: number): string {
+  line(ex: AccessFields, status: number, durationMs: number): string {
     const req = ex.req;
     let path = ex.target;
-    if (!this.#includeQuery) {
+    if (path !== null && !this.#includeQuery) {
       const q = path.indexOf('?');
       if (q >= 0) path = path.slice(0, q);
     }
@@ -57,7 +85,7 @@ export class AccessLog {
     return (
       `{"level":"info",${this.#log.timeField()},"requestId":${JSON.stringify(ex.requestId)},"traceId":${traceId === null ? 'null' : `"${traceId}"`}` +
         `,"listener":${JSON.stringify(ex.listener)},"route":${str(ex.route)},"upstream":${str(ex.upstream)},"endpoint":${str(ex.endpoint)}` +
-        `,"method":${JSON.stringify(ex.method)},"path":${JSON.stringify(path)},"status":${status},"grpcStatus":${ex.grpcStatus === null ? 'null' : ex.grpcStatus}` +
+        `,"method":${str(ex.method)},"path":${str(path)},"status":${status},"grpcStatus":${ex.grpcStatus === null ? 'null' : ex.grpcStatus}` +
         `,"durationMs":${round(durationMs)}` +
         `,"upstreamMs":${ex.upstreamMs === null ? 'null' : round(ex.upstreamMs)},"attempts":${ex.attempts},"tries":${ex.tries === null ? '[]' : JSON.stringify(ex.tries)}` +
         `,"bytesIn":${ex.bytesIn},"bytesOut":${ex.bytesOut},"client":${str(ex.client)},"flags":${ex.flags === null ? '[]' : JSON.stringify(ex.flags)}` +

@@ -9,7 +9,6 @@
  * every subscriber whose filter (parsed once, when it subscribed) matches the
  * exchange's fields — never by parsing the line back.
  */
-import type { Exchange } from '../pipeline/exchange.ts';
 
 /** What one subscriber asked for; null fields match everything. */
 export interface TapFilter {
@@ -141,7 +140,7 @@ export class TapHub {
   }
 
   /** Offers one finished request's line; only called while `active`. */
-  publish(line: string, ex: Exchange, status: number): void {
+  publish(line: string, ex: TapFields, status: number): void {
     this.offered++;
     // A copy: a subscriber may be dropped (removed) while we go.
     const subs = this.#subs.length === 1 ? this.#subs : [...this.#subs];

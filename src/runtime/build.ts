@@ -145,6 +145,17 @@ function listenerObserver(listener: string, deps: BuildDeps, activity: Activity,
         accessLog?.write(ex, status, ms);
       }
     },
+    refused(r, status) {
+      noRoute.request(r.method ?? '', status, 0);
+      if (r.error === 'no_route') noRoute.rejected('no_route');
+      if (tap !== null && tap.active) {
+        const line = format!.line(r, status, 0);
+        accessLog?.writeLine(line);
+        tap.publish(line, r, status);
+      } else {
+        accessLog?.write(r, status, 0);
+      }
+    },
   };
 }
 
