@@ -104,6 +104,8 @@ export interface OtlpReceiver {
   readonly spans: ReceivedSpan[];
   /** Export requests received (each decoded). */
   readonly requests: number;
+  /** The headers of the last export request received. */
+  readonly lastHeaders: http.IncomingHttpHeaders | null;
   /** Answer every export with this status from now on (e.g. 503). */
   failWith(status: number | null): void;
   waitForSpans(pred: (spans: ReceivedSpan[]) => boolean, ms?: number): Promise<ReceivedSpan[]>;
@@ -162,6 +164,7 @@ export function decodeTraces(body: Buffer): ReceivedSpan[] {
 export async function startOtlpReceiver(): Promise<OtlpReceiver> {
   const spans: ReceivedSpan[] = [];
   let requests = 0;
+  let lastHeaders: http.IncomingHttpHeaders | null = null;
   let fail: number | null = null;
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -176,6 +179,7 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
         return;
       }
       requests++;
+      lastHeaders = req.headers;
       spans.push(...decodeTraces(Buffer.concat(chunks)));
       // An empty ExportTraceServiceResponse.
       res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
@@ -188,6 +192,9 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     spans,
     get requests() {
       return requests;
+    },
+    get lastHeaders() {
+      return lastHeaders;
     },
     failWith(s) {
       fail = s;

@@ -301,6 +301,55 @@ upstreams:
   });
 });
 
+describe('tracing: collector credentials from the standard OTEL_EXPORTER_OTLP_*HEADERS variables', () => {
+  let up: Upstream;
+  let otlp: OtlpReceiver;
+  let px: TestProxy;
+  const baseline = snapshotHandles();
+  const saved = { all: process.env.OTEL_EXPORTER_OTLP_HEADERS, traces: process.env.OTEL_EXPORTER_OTLP_TRACES_HEADERS };
+
+  before(async () => {
+    // As a pod would set them from a Secret (valueFrom.secretKeyRef); the traces-specific one wins per key.
+    process.env.OTEL_EXPORTER_OTLP_HEADERS = 'x-tenant=team-a,authorization=Bearer%20general';
+    process.env.OTEL_EXPORTER_OTLP_TRACES_HEADERS = 'authorization=Bearer%20s3cret-collector-token';
+    up = await startUpstream({ status: 200 });
+    otlp = await startOtlpReceiver();
+    px = await startProxy(`
+version: 1
+admin: { address: 127.0.0.1:0 }
+tracing: { endpoint: ${otlp.url} }
+listeners:
+  - name: main
+    address: 127.0.0.1:0
+    upstream: svc
+upstreams:
+  svc: { url: ${up.origin} }
+`);
+  });
+
+  after(async () => {
+    for (const [k, v] of [['OTEL_EXPORTER_OTLP_HEADERS', saved.all], ['OTEL_EXPORTER_OTLP_TRACES_HEADERS', saved.traces]] as const) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+    await px.close();
+    await otlp.close();
+    await up.close();
+    await assertNoLeaks(baseline);
+  });
+
+  it('sends them with every export, and shows the secret nowhere (logs, /config)', async () => {
+    assert.equal((await request(`${px.url('main')}/x`)).status, 200);
+    await otlp.waitForSpans((s) => s.some((x) => x.kind === 'server'));
+    assert.equal(otlp.lastHeaders?.authorization, 'Bearer s3cret-collector-token');
+    assert.equal(otlp.lastHeaders?.['x-tenant'], 'team-a');
+    const config = await request(`${px.adminUrl}/config`);
+    assert.equal(config.status, 200);
+    assert.ok(!config.body.includes('s3cret'), 'not in /config');
+    assert.ok(!JSON.stringify(px.logs).includes('s3cret'), 'not in any log line');
+  });
+});
+
 describe('tracing: a dead collector', () => {
   let up: Upstream;
   let px: TestProxy;
