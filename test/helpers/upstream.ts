@@ -7,6 +7,7 @@ import http from 'node:http';
 import net from 'node:net';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { freePort } from './wait.ts';
 
 export interface Step {
   /** Default 200. */
@@ -291,14 +292,7 @@ function toBuffer(b: string | Buffer): Buffer {
   return typeof b === 'string' ? Buffer.from(b) : b;
 }
 
-/** A loopback port with nothing listening on it: bind, read the port, close. */
-export async function refusedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
+/** A loopback port with nothing listening on it (from outside the ephemeral range: see freePort). */
+export function refusedPort(): Promise<number> {
+  return freePort();
 }

@@ -1,6 +1,7 @@
 /**
  * Small waiting and socket helpers shared by the reload and drain tests.
  */
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import type { Reply } from './http.ts';
@@ -17,13 +18,41 @@ export async function waitFor(what: string, fn: () => boolean | Promise<boolean>
   }
 }
 
-/** A loopback port that was free a moment ago. */
+/**
+ * The first port of the kernel's ephemeral range: port-0 binds and outgoing
+ * connections only ever get ports from there on.
+ */
+const EPHEMERAL_LOW = ((): number => {
+  try {
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(low) && low > 11_000 ? low : 32_768;
+  } catch {
+    return 32_768;
+  }
+})();
+
+/**
+ * A loopback port that was free a moment ago, for something that binds it
+ * later (a child process, an upstream that comes and goes, a port that must
+ * refuse). Taken at random from below the ephemeral range, never with a
+ * port-0 bind: a port handed out by port 0 and closed again is soon handed
+ * to the next server any concurrently running test file starts (on Linux
+ * only ~7,000 odd ports are in play), which then answers where this test
+ * expects nothing, or holds the port this test wants back. Only another
+ * freePort() can now take the same port, one chance in ~10,000.
+ */
 export async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
+  for (let i = 0; ; i++) {
+    const port = 10_000 + Math.floor(Math.random() * (EPHEMERAL_LOW - 10_000));
+    const s = net.createServer();
+    const ok = await new Promise<boolean>((resolve, reject) => {
+      s.once('error', (err: NodeJS.ErrnoException) => (err.code === 'EADDRINUSE' && i < 100 ? resolve(false) : reject(err)));
+      s.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (!ok) continue;
+    await new Promise((r) => s.close(r));
+    return port;
+  }
 }
 
 /** Resolves with the connect error's code, or 'connected'. */

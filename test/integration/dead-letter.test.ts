@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { json, request } from '../helpers/http.ts';
 import { assertNoLeaks, snapshotHandles } from '../helpers/leaks.ts';
 import { startProxy, type TestProxy } from '../helpers/proxy.ts';
-import { waitFor } from '../helpers/wait.ts';
+import { freePort, waitFor } from '../helpers/wait.ts';
 import { startUpstream } from '../helpers/upstream.ts';
 import { SpoolStore } from '../../src/dead-letter/store.ts';
 
@@ -28,7 +28,9 @@ class MortalUpstream {
       });
     });
   }
-  up(): Promise<void> {
+  async up(): Promise<void> {
+    // Its port is set aside once (see freePort): a port-0 port it let go while down could be taken by another test's server.
+    if (this.port === 0) this.port = await freePort();
     return new Promise((resolve) => this.#server.listen(this.port, '127.0.0.1', () => {
       this.port = (this.#server.address() as { port: number }).port;
       resolve();

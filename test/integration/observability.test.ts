@@ -11,6 +11,7 @@ import { json, request } from '../helpers/http.ts';
 import { assertNoLeaks, snapshotHandles } from '../helpers/leaks.ts';
 import { startProxy, type LogLine, type TestProxy } from '../helpers/proxy.ts';
 import { refusedPort, startUpstream, type Upstream } from '../helpers/upstream.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 /** The value of one series in Prometheus text, or 0 when absent. */
 function series(text: string, name: string, labels: Record<string, string>): number {
@@ -99,13 +100,15 @@ upstreams:
     await drive('noroute', '/nothing-here');
     // A client that goes away mid-request.
     const n = px.requests().length;
+    const held = up.inFlight;
     await new Promise<void>((resolve) => {
       const req = http.get(`${u}/hang`);
       req.on('error', () => resolve());
-      setTimeout(() => {
+      // Gone once the upstream holds the request (a fixed delay raced a loaded machine: the request had not arrived, or had timed out).
+      void waitFor('the upstream holds the request', () => up.inFlight > held, 5000).finally(() => {
         req.destroy();
         resolve();
-      }, 50);
+      });
     });
     lines['abort'] = (await px.waitForRequests(n + 1)).at(-1)!;
     metrics = (await request(`${px.adminUrl}/metrics`)).body;

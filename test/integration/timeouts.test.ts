@@ -5,6 +5,7 @@ import { json, request } from '../helpers/http.ts';
 import { assertNoLeaks, snapshotHandles } from '../helpers/leaks.ts';
 import { startProxy, type TestProxy } from '../helpers/proxy.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 describe('timeouts and streaming (SPEC §4.1, §3)', () => {
   let up: Upstream;
@@ -81,13 +82,15 @@ upstreams:
   it('cancels the upstream request when the client goes away', async () => {
     up.setScript({ hang: true });
     const before = px.requests().length;
+    const held = up.inFlight;
     await new Promise<void>((resolve) => {
       const req = http.get(`${px.url('idle')}/hang`);
       req.on('error', () => resolve());
-      setTimeout(() => {
+      // Gone once the upstream holds the request (a fixed delay raced a loaded machine: the request had not arrived, or had timed out).
+      void waitFor('the upstream holds the request', () => up.inFlight > held, 5000).finally(() => {
         req.destroy();
         resolve();
-      }, 150);
+      });
     });
     const lines = await px.waitForRequests(before + 1);
     assert.ok((lines.at(-1)!.flags as string[]).includes('client_abort'));
