@@ -11,7 +11,7 @@ import { innermost, originOf, type Layer } from './merge.ts';
 import { isLoopback } from './net.ts';
 import { mergedTimeout } from './policies.ts';
 import { BUILTIN_FALLBACK_ON, type RawConfig, type RawTimeout } from './schema.ts';
-import type { FallbackConfig, RetryConfig, UpstreamConfig, Warning } from './types.ts';
+import type { FallbackConfig, RetryConfig, RouteConfig, UpstreamConfig, Warning } from './types.ts';
 import { formatDuration, formatRate } from './units.ts';
 import { childPath } from './yaml-nodes.ts';
 
@@ -25,10 +25,16 @@ export const WARNING_CODES = [
   'fallback-no-on',
   'fallback-never-fires',
   'admin-not-loopback',
+  'dead-letter-never-spools',
+  'dead-letter-replay-no-breaker',
+  'cache-never-stores',
+  'cache-never-serves',
 ] as const;
 export type WarningCode = (typeof WARNING_CODES)[number];
 
 const UNSAFE_METHODS = ['POST', 'PATCH'] as const;
+/** The methods a dead-letter spool takes (SPEC §11.1). */
+const SPOOLED_METHODS = ['POST', 'PUT', 'PATCH', 'DELETE'] as const;
 
 class Warnings {
   readonly list: Warning[] = [];
@@ -69,6 +75,7 @@ export function lint(raw: RawConfig, c: Compiled): Warning[] {
       if (r.retry !== undefined) retry(w, policyLayers(raw, 'retry', r.upstream, route), compiled.policy.retry, where);
       if (r.timeout !== undefined) timeout(w, policyLayers(raw, 'timeout', r.upstream, route), `${route.path}.timeout`, where, policyLayers(raw, 'timeout', r.upstream));
       if (r.fallback !== undefined) fallback(w, policyLayers(raw, 'fallback', r.upstream, route), compiled.policy.fallback);
+      degrade(w, route.path, compiled, u);
     });
   });
   return w.list;
@@ -151,4 +158,28 @@ function breaker(w: Warnings, raw: RawConfig, name: string, u: UpstreamConfig): 
     originOf(layers, ['minimumRequests']) ?? block,
     `minimumRequests ${cb.minimumRequests} can never be reached: the rate limit of upstream ${name} (${formatRate(rl.rate)}, burst ${rl.burst}) lets at most ${most} requests through in the ${formatDuration(cb.window)} window, so the failure-rate trigger never trips`,
   );
+}
+
+/** A route's dead-letter spool or cache that can never act as configured (SPEC §11). */
+function degrade(w: Warnings, at: string, r: RouteConfig, u: UpstreamConfig): void {
+  const methods = r.match.methods;
+  const dl = r.deadLetter;
+  if (dl !== null) {
+    if (methods !== null && !SPOOLED_METHODS.some((m) => methods.has(m))) {
+      w.add('dead-letter-never-spools', `${at}.deadLetter`, `route ${r.name} matches only ${[...methods].join(', ')}: a spool takes ${SPOOLED_METHODS.join(', ')} requests, so this one never holds anything`);
+    } else if (dl.replay.auto && u.circuitBreaker === null) {
+      w.add(
+        'dead-letter-replay-no-breaker',
+        `${at}.deadLetter`,
+        `replay.auto replays when the breaker of upstream ${u.name} closes, and it has no circuitBreaker: entries replay only at start, on a reload, and by hand (breakwater dead-letters replay)`,
+      );
+    }
+  }
+  if (r.cache !== null) {
+    if (methods !== null && !methods.has('GET') && !methods.has('HEAD')) {
+      w.add('cache-never-stores', `${at}.cache`, `route ${r.name} matches only ${[...methods].join(', ')}: the cache stores answers to GET and HEAD only, so it never holds anything`);
+    } else if (r.policy.fallback !== null && r.policy.fallback.on.size === 0) {
+      w.add('cache-never-serves', `${at}.cache`, `the route's fallback on is empty, and the cache serves on the same failures: it never serves`);
+    }
+  }
 }

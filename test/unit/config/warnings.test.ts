@@ -103,10 +103,48 @@ describe('lint warnings', () => {
     assert.deepEqual(codes(withUpstream('circuitBreaker: { failureRate: null }')), ['breaker-no-trigger upstreams.u.circuitBreaker']);
   });
 
+  /** One listener with route r (the given route keys) to upstream u (the given upstream keys). */
+  const routed = (route: string, upstream = '', top = ''): string => yaml`
+    version: 1
+    ${top}
+    listeners:
+      - name: l
+        address: 127.0.0.1:0
+        routes:
+          - { name: r, upstream: u, ${route} }
+    upstreams:
+      u: { url: "http://a", ${upstream} }
+  `;
+
+  it('flag a dead-letter spool on a route that matches no spooled method, and automatic replay without a breaker', () => {
+    assert.deepEqual(codes(routed('match: { methods: [GET, HEAD] }, deadLetter: {}', 'circuitBreaker: {}')), ['dead-letter-never-spools listeners[0].routes[0].deadLetter']);
+    assert.deepEqual(codes(routed('match: { methods: [GET, DELETE] }, deadLetter: {}', 'circuitBreaker: {}')), []);
+    const w = warnings(routed('deadLetter: { replay: { auto: true } }'));
+    assert.deepEqual(w.map((x) => `${x.code} ${x.path}`), ['dead-letter-replay-no-breaker listeners[0].routes[0].deadLetter']);
+    assert.match(w[0]!.message, /upstream u .*no circuitBreaker: entries replay only at start, on a reload, and by hand/);
+    // A breaker (its own or from defaults), or no automatic replay: nothing to say.
+    assert.deepEqual(codes(routed('deadLetter: { replay: { auto: true } }', 'circuitBreaker: {}')), []);
+    assert.deepEqual(codes(routed('deadLetter: { replay: { auto: true } }', '', 'defaults: { circuitBreaker: {} }')), []);
+    assert.deepEqual(codes(routed('deadLetter: { replay: { auto: false } }')), []);
+  });
+
+  it('flag a cache on a route without GET or HEAD, and one whose fallback on is empty', () => {
+    assert.deepEqual(codes(routed('match: { methods: [POST] }, cache: {}')), ['cache-never-stores listeners[0].routes[0].cache']);
+    assert.deepEqual(codes(routed('match: { methods: [HEAD] }, cache: {}')), []);
+    const empty = codes(routed('cache: {}, fallback: { response: {}, on: [] }'));
+    assert.ok(empty.includes('cache-never-serves listeners[0].routes[0].cache'), empty.join('; '));
+    assert.deepEqual(codes(routed('cache: {}')), [], 'no fallback block: the cache serves on the built-in triggers');
+    assert.deepEqual(codes(routed('cache: {}, fallback: { response: {}, on: [timeout] }')), []);
+  });
+
   it('use stable codes from one published list', () => {
     const all = [
       ...warnings(withUpstream('retry: { methods: [POST], budget: null, backoff: { base: 1s } }\nrateLimit: { rate: 1/m }\ncircuitBreaker: {}\nfallback: { response: {} }', 'admin: { address: 0.0.0.0:1, token: "${ADMIN_TOKEN}" }\n')),
       ...warnings(withUpstream('circuitBreaker: { failureRate: null }\nfallback: { response: {}, on: [] }\ntimeout: { total: 1s }', 'defaults: { timeout: { perTry: 2s } }\n')),
+      ...warnings(routed('match: { methods: [GET] }, deadLetter: {}')),
+      ...warnings(routed('match: { methods: [POST] }, cache: {}, deadLetter: {}')),
+      ...warnings(routed('cache: {}, fallback: { response: {}, on: [] }')),
+      ...warnings(routed('deadLetter: { replay: { auto: true } }')),
     ];
     assert.deepEqual(new Set(all.map((w) => w.code)), new Set(WARNING_CODES), 'every code is reachable and none is unlisted');
     for (const w of all) assert.ok(w.message.length > 20 && w.path.length > 0);
