@@ -20,18 +20,10 @@ import { assertNoLeaks, snapshotHandles } from '../helpers/leaks.ts';
 import { startProxy, type TestProxy } from '../helpers/proxy.ts';
 import { startUpstream, type Step, type Upstream } from '../helpers/upstream.ts';
 import { sleep, waitFor, freePort, tryConnect } from '../helpers/wait.ts';
+import { sampleOf } from '../helpers/metrics.ts';
 
 /** One sample of a metric from Prometheus text, or undefined. Labels must match exactly the ones given (others ignored). */
-function metric(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  for (const line of text.split('\n')) {
-    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
-    if (m === null || m[1] !== name) continue;
-    const have = new Map<string, string>();
-    for (const lm of (m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) have.set(lm[1]!, lm[2]!);
-    if (Object.entries(labels).every(([k, v]) => have.get(k) === v)) return Number(m[3]);
-  }
-  return undefined;
-}
+const metric = sampleOf;
 
 async function metrics(px: TestProxy): Promise<string> {
   return (await request(`${px.adminUrl}/metrics`)).body;
