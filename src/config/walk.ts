@@ -193,7 +193,7 @@ function check(schema: AnySchema, value: unknown, env: boolean): Checked {
   const bad: Checked = { ok: false, expected: expectedOf(schema) };
   switch (n.kind) {
     case 'nullable':
-      return value === null ? { ok: true, value: null } : withExpected(check(n.inner, value, env), expectedOf(schema));
+      return value === null ? { ok: true, value: null } : orNull(check(n.inner, value, env));
     case 'string': {
       if (typeof value !== 'string') return bad;
       if (value.length < n.minLength) return bad;
@@ -241,7 +241,8 @@ function check(schema: AnySchema, value: unknown, env: boolean): Checked {
   }
 }
 
-function withExpected(r: Checked, expected: string): Checked {
+/** A nullable key's check: the inner value's expectation, plus null. */
+function orNull(r: Checked): Checked {
   return r.ok ? r : { ok: false, expected: r.expected.endsWith(', or null') ? r.expected : `${r.expected}, or null` };
 }
 

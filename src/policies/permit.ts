@@ -10,7 +10,6 @@
  * Permits are preallocated per guard (one for "admitted", one for "admitted,
  * but observe mode would have refused"): acquiring allocates nothing.
  */
-import type { Failure } from '../errors.ts';
 
 export interface Permit {
   readonly type: 'permit';

@@ -9,12 +9,11 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { json, request, type Reply } from '../helpers/http.ts';
+import { json, request } from '../helpers/http.ts';
 import { startUpstream, type Step, type Upstream } from '../helpers/upstream.ts';
 import { sleep, waitFor, freePort, tryConnect, getVia } from '../helpers/wait.ts';
 

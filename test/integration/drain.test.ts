@@ -7,9 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { json, request, type Reply } from '../helpers/http.ts';
+import { json, request } from '../helpers/http.ts';
 import { assertNoLeaks, snapshotHandles } from '../helpers/leaks.ts';
 import { startProxy, type TestProxy } from '../helpers/proxy.ts';
 import { startUpstream, type Step, type Upstream } from '../helpers/upstream.ts';

@@ -16,7 +16,8 @@ import { skipWithoutRedis, startRedis, type TestRedis } from '../helpers/redis.t
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { sleep, waitFor } from '../helpers/wait.ts';
 
-const config = (origin: string, redisUrl: string, opts: { rate?: string; burst?: number; onRedisError?: string; limitOnRedisError?: string; key?: string; maxWait?: string } = {}): string => `
+/** The Redis URL comes from ${REDIS_URL} in the env each test passes. */
+const config = (origin: string, opts: { rate?: string; burst?: number; onRedisError?: string; limitOnRedisError?: string; key?: string; maxWait?: string } = {}): string => `
 version: 1
 admin: { address: 127.0.0.1:0 }
 log: { level: info }
@@ -51,8 +52,8 @@ describe('global rate limit on a real Redis (SPEC §12)', { skip: skipWithoutRed
   const baseline = snapshotHandles();
   const proxies: TestProxy[] = [];
 
-  const start = async (opts: Parameters<typeof config>[2] = {}): Promise<TestProxy> => {
-    const px = await startProxy(config(up.origin, redis.url, opts), { REDIS_URL: redis.url });
+  const start = async (opts: Parameters<typeof config>[1] = {}): Promise<TestProxy> => {
+    const px = await startProxy(config(up.origin, opts), { REDIS_URL: redis.url });
     proxies.push(px);
     return px;
   };
@@ -264,7 +265,7 @@ upstreams:
   it('credentials from the environment: a password-protected Redis is used; a wrong one falls back; neither is logged', async () => {
     const locked = await startRedis({ password: 'pw-s3cret-1' });
     try {
-      const yaml = config(up.origin, locked.url, { rate: '1000/s', burst: 100 }).replace('  url: ${REDIS_URL}\n', '  url: ${REDIS_URL}\n  password: ${REDIS_PASSWORD}\n');
+      const yaml = config(up.origin, { rate: '1000/s', burst: 100 }).replace('  url: ${REDIS_URL}\n', '  url: ${REDIS_URL}\n  password: ${REDIS_PASSWORD}\n');
       const good = await startProxy(yaml, { REDIS_URL: locked.url, REDIS_PASSWORD: 'pw-s3cret-1' });
       proxies.push(good);
       await waitFor('connected', () => good.logs.some((l) => l.msg === 'redis_connected'));
@@ -281,7 +282,7 @@ upstreams:
 
       // The password in the URL instead, and wrong: every call fails; the limit runs on its fallback.
       const wrongUrl = locked.url.replace('redis://', 'redis://default:pw-wrong-2@');
-      const bad = await startProxy(config(up.origin, wrongUrl, { rate: '1000/s', burst: 100, key: 'api-other' }), { REDIS_URL: wrongUrl });
+      const bad = await startProxy(config(up.origin, { rate: '1000/s', burst: 100, key: 'api-other' }), { REDIS_URL: wrongUrl });
       proxies.push(bad);
       assert.ok((await drive([bad.url('main')], 10, 5, agent)).every((r) => r.status === 200), 'fail open');
       await waitFor('fallback', () => bad.logs.some((l) => l.msg === 'global_rate_limit_fallback'));
@@ -301,7 +302,7 @@ upstreams:
       const limiter = a.proxy.registry.globals.get('api-test');
       const oldLink = a.proxy.registry.redis;
       const clientsBefore = Number(/connected_clients:(\d+)/.exec(await redis.command('INFO', 'clients'))![1]);
-      a.write(config(up.origin, second.url, { rate: '1000/s', burst: 100 }).replace('${REDIS_URL}', second.url));
+      a.write(config(up.origin, { rate: '1000/s', burst: 100 }).replace('${REDIS_URL}', second.url));
       const res = await request(`${a.adminUrl}/reload`, { method: 'POST' });
       assert.equal(res.status, 200, res.body);
       assert.equal(a.proxy.registry.globals.get('api-test'), limiter, 'the same limiter');
@@ -326,7 +327,7 @@ upstreams:
     assert.ok(limiter !== undefined && link !== null);
     const slow = await drive([a.url('main')], 20, 10, agent);
     const slowOk = slow.filter((r) => r.status === 200).length;
-    a.write(config(up.origin, redis.url, { rate: '500/s', burst: 50 }));
+    a.write(config(up.origin, { rate: '500/s', burst: 50 }));
     const res = await request(`${a.adminUrl}/reload`, { method: 'POST' });
     assert.equal(res.status, 200, res.body);
     assert.equal(a.proxy.registry.globals.get('api-test'), limiter, 'the same limiter after the reload');
