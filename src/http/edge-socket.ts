@@ -5,11 +5,15 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import type { Exchange } from '../pipeline/exchange.ts';
 
 export const kActive = Symbol('breakwater.active');
 export const kWaiting = Symbol('breakwater.waiting');
 export const kClosing = Symbol('breakwater.closing');
 export const kAuthority = Symbol('breakwater.tunnelAuthority');
+export const kEx = Symbol('breakwater.exchange');
+/** A response the edge produces, with the exchange it answers. */
+export type TrackedResponse = ServerResponse & { [kEx]?: Exchange; _last?: boolean };
 /** Work that waits for the answer before it on the same connection: a pipelined request, or a CONNECT/Upgrade. */
 export type Waiting = [IncomingMessage, ServerResponse] | (() => void);
 /** A client connection as the edge tracks it. */

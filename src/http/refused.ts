@@ -16,14 +16,18 @@ import type { ListenerRoutes } from './listener-routes.ts';
 import { writeRawError } from './respond.ts';
 
 const NO_REQUEST = Object.freeze({ headers: Object.freeze({}) });
-const TIMEOUT_408 = 'HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n';
+export const TIMEOUT_408 = 'HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n';
 
-/** Answers `code` on the raw socket and records the request (null: the parser refused it before there was one). */
-export function refuse(lr: ListenerRoutes, socket: Socket, req: IncomingMessage | null, code: ErrorCode, requestId: string): void {
+/**
+ * Answers `code` on the raw socket and records the request. `req` null: the
+ * parser refused it before there was one. `path` is what its line shows:
+ * the origin-form target as the edge parsed it, never the raw request line.
+ */
+export function refuse(lr: ListenerRoutes, socket: Socket, req: IncomingMessage | null, path: string | null, code: ErrorCode, requestId: string): void {
   const client = socket.remoteAddress ?? null;
   const bytesOut = writeRawError(socket, code, requestId);
   const flag = ERRORS[code].flag;
-  record(lr, socket, req, requestId, client, code, bytesOut < 0 ? 499 : ERRORS[code].status, Math.max(bytesOut, 0), flag);
+  record(lr, req, path, requestId, client, code, bytesOut < 0 ? 499 : ERRORS[code].status, Math.max(bytesOut, 0), flag);
 }
 
 /**
@@ -36,13 +40,13 @@ export function refuseSlow(lr: ListenerRoutes, socket: Socket, requestId: string
   const written = socket.writable;
   if (written) socket.end(TIMEOUT_408);
   else socket.destroy();
-  record(lr, socket, null, requestId, client, 'request_timeout', written ? 408 : 499, 0, null);
+  record(lr, null, null, requestId, client, 'request_timeout', written ? 408 : 499, 0, null);
 }
 
 function record(
   lr: ListenerRoutes,
-  socket: Socket,
   req: IncomingMessage | null,
+  path: string | null,
   requestId: string,
   client: string | null,
   error: string,
@@ -60,14 +64,14 @@ function record(
     upstream: null,
     endpoint: null,
     method: req?.method ?? null,
-    target: req === null ? null : (req.url ?? null),
+    target: path,
     grpcStatus: null,
     upstreamMs: null,
     attempts: 0,
     tries: null,
     bytesIn: 0,
     bytesOut,
-    client: client ?? socket.remoteAddress ?? null,
+    client,
     flags,
     error,
   };

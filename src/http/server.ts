@@ -30,7 +30,7 @@ import type { ListenerAddress, ListenerConfig } from '../config/types.ts';
 import type { ErrorCode } from '../errors.ts';
 import { Exchange } from '../pipeline/exchange.ts';
 import { onClientError } from './client-error.ts';
-import { kActive, kAuthority, kClosing, kWaiting, type EdgeSocket } from './edge-socket.ts';
+import { kActive, kAuthority, kClosing, kEx, kWaiting, type EdgeSocket, type TrackedResponse } from './edge-socket.ts';
 import { H2Sessions, h2Head, sniffPreface } from './h2-edge.ts';
 import { hasRequestBody, hasUnderscoreHeader, headSize, isWebSocketUpgrade, malformedHead, parseTarget, requestIdOf } from './request-head.ts';
 import { renderFailure } from './respond.ts';
@@ -42,8 +42,6 @@ export { BindError };
 
 export type { ExchangeObserver, ListenerRoutes, RouteEntry } from './listener-routes.ts';
 
-const kEx = Symbol('breakwater.exchange');
-type TrackedResponse = ServerResponse & { [kEx]?: Exchange; _last?: boolean };
 
 /** Parser ceiling for request heads; the listener's own `headerSize` is enforced below it, exactly. */
 const PARSER_HEADER_LIMIT = 64 * 1024;

@@ -23,18 +23,21 @@ export interface Takeover {
 export function upgradeRequest(l: Takeover, req: IncomingMessage, socket: EdgeSocket, head: Buffer): void {
   const rid = requestIdOf(req);
   const lr = l.routes();
-  if (l.draining()) return refuse(lr, socket, req, 'draining', rid);
-  const config = lr.config;
   const t = malformedHead(req) || socket[kAuthority] !== undefined ? null : parseTarget(req);
-  if (t === null) return refuse(lr, socket, req, 'bad_request', rid);
-  if (headSize(req) > config.limits.headerSize) return refuse(lr, socket, req, 'header_too_large', rid);
+  // A refusal logs the path as every request's line does: the origin-form
+  // target, '/' for one refused as malformed (never userinfo, never a raw URL).
+  const path = t === null ? '/' : t.target;
+  if (l.draining()) return refuse(lr, socket, req, path, 'draining', rid);
+  const config = lr.config;
+  if (t === null) return refuse(lr, socket, req, path, 'bad_request', rid);
+  if (headSize(req) > config.limits.headerSize) return refuse(lr, socket, req, path, 'header_too_large', rid);
   // A body on an Upgrade request would be read as tunnel data by one side
   // and as a request body by the other: a desync. Refused.
-  if (hasRequestBody(req)) return refuse(lr, socket, req, 'bad_request', rid);
-  if (config.underscoreHeaders === 'reject' && hasUnderscoreHeader(req)) return refuse(lr, socket, req, 'bad_request', rid);
+  if (hasRequestBody(req)) return refuse(lr, socket, req, path, 'bad_request', rid);
+  if (config.underscoreHeaders === 'reject' && hasUnderscoreHeader(req)) return refuse(lr, socket, req, path, 'bad_request', rid);
   const q = t.target.indexOf('?');
   const route = lr.router.match(t.host, q < 0 ? t.target : t.target.slice(0, q), req.method ?? 'GET', req);
-  if (route === null) return refuse(lr, socket, req, 'no_route', rid);
+  if (route === null) return refuse(lr, socket, req, path, 'no_route', rid);
   route.value.upgrade(req, socket, head, rid);
 }
 
@@ -51,15 +54,17 @@ export function upgradeRequest(l: Takeover, req: IncomingMessage, socket: EdgeSo
 export function connectRequest(l: Takeover, req: IncomingMessage, socket: EdgeSocket, head: Buffer): void {
   const rid = requestIdOf(req);
   const lr = l.routes();
-  if (l.draining()) return refuse(lr, socket, req, 'draining', rid);
   const a = socket[kAuthority] === undefined && !malformedHead(req) ? connectAuthority(req.url ?? '') : null;
+  // Logged: the authority when it is one (host:port, nothing else), else null.
+  const path = a === null ? null : (req.url ?? null);
+  if (l.draining()) return refuse(lr, socket, req, path, 'draining', rid);
   if (a !== null && a.port !== 80) {
     const route = lr.router.findByHost(a.host, (r) => r.connect?.accepts(a.host, a.port) === true);
-    if (route === null) return refuse(lr, socket, req, 'method_not_allowed', rid);
+    if (route === null) return refuse(lr, socket, req, path, 'method_not_allowed', rid);
     return route.connect!.open(socket, head, a.host, a.port, rid);
   }
   const host = a === null ? null : connectHost80(req.url ?? '');
-  if (host === null || !lr.router.hasHost(host)) return refuse(lr, socket, req, 'method_not_allowed', rid);
+  if (host === null || !lr.router.hasHost(host)) return refuse(lr, socket, req, path, 'method_not_allowed', rid);
   socket.setTimeout(0);
   socket[kAuthority] = host;
   socket[kActive] = null;

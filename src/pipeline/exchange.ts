@@ -126,6 +126,8 @@ export class Exchange {
   /** The request's server span (observability/tracing), when tracing is on; null otherwise. */
   trace: ExchangeTrace | null = null;
 
+  /** What the edge answered on the raw socket itself (answeredRaw), kept over whatever the layers set afterwards. */
+  #edge: { readonly status: number; readonly error: string } | null = null;
   #abort: AbortController | null = null;
   #releases: (() => void)[] | null = null;
   /** The attempt currently talking to an upstream, aborted if the client goes away. */
@@ -178,13 +180,32 @@ export class Exchange {
     else this.#releases.push(fn);
   }
 
+  /**
+   * The listener edge answered this request itself, straight on the socket,
+   * while its body was still arriving (node's parser refused the body, or it
+   * came too slowly): the client got `status`, and the connection closes.
+   * The exchange then ends as cut short (its attempt aborted, its permits
+   * released), but its line says what the client got, not client_abort.
+   */
+  answeredRaw(error: string, status: number, bytesOut: number, flag: string | null): void {
+    this.#edge = { status, error };
+    this.bytesOut = bytesOut;
+    if (flag !== null) this.flag(flag);
+  }
+
   /** Called by the listener edge exactly once. */
   finish(clientAborted: boolean): void {
     if (this.finished) return;
     this.finished = true;
+    const edge = this.#edge;
+    if (edge !== null) {
+      // Over anything a layer rendered meanwhile (onto a socket already closing).
+      this.status = edge.status;
+      this.error = edge.error;
+    }
     if (clientAborted) {
       this.clientAborted = true;
-      this.flag('client_abort');
+      if (edge === null) this.flag('client_abort');
       this.#abort?.abort();
       // Before the breaker permit is released: an attempt whose outcome was
       // still to come (a gRPC status in trailers) records it now.

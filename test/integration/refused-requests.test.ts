@@ -13,7 +13,7 @@ import { sampleOf } from '../helpers/metrics.ts';
 import { assertNoLeaks, snapshotHandles } from '../helpers/leaks.ts';
 import { startProxy, type LogLine, type TestProxy } from '../helpers/proxy.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
-import { waitFor } from '../helpers/wait.ts';
+import { sleep, waitFor } from '../helpers/wait.ts';
 
 /** One sample of a metric from Prometheus text (labels given must match; others ignored), or 0. */
 const metric = (text: string, name: string, labels: Record<string, string>): number => sampleOf(text, name, labels) ?? 0;
@@ -39,7 +39,7 @@ log: { headers: [x-team] }
 listeners:
   - name: egress
     address: 127.0.0.1:0
-    limits: { headerTimeout: 500ms }
+    limits: { headerTimeout: 500ms, requestTimeout: 1s }
     routes:
       - name: api
         match: { host: api.test }
@@ -140,6 +140,49 @@ upstreams:
     assert.equal(l.method, null);
     assert.equal(typeof l.requestId, 'string');
   });
+
+  it('never logs userinfo or a raw URL as the path: origin-form as every line, / for a malformed target, null for a bad CONNECT authority', async () => {
+    const ws = 'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n';
+    const cases: [string, number, string | null][] = [
+      [`GET http://alice:s3cret@api.test/ws HTTP/1.1\r\nHost: api.test\r\n${ws}`, 400, '/'],
+      [`GET http://nowhere.test/ws?x=1 HTTP/1.1\r\nHost: nowhere.test\r\n${ws}`, 404, '/ws'],
+      ['CONNECT alice:s3cret@api.test:443 HTTP/1.1\r\nHost: api.test:443\r\n\r\n', 405, null],
+    ];
+    for (const [bytes, status, path] of cases) {
+      const r = await rawRequest(px.port('egress'), bytes);
+      assert.match(r.raw, new RegExp(`^HTTP/1\\.1 ${status} `));
+      const l = await lineOf(requestIdOf(r.raw));
+      assert.equal(l.path, path, bytes.split('\r\n')[0]);
+    }
+    assert.ok(!JSON.stringify(px.logs).includes('s3cret'));
+  });
+
+  for (const [what, bytes, status, error] of [
+    ['a body node’s parser refuses (bad chunk size)', 'POST /a HTTP/1.1\r\nHost: api.test\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n', 400, 'bad_request'],
+    ['a body slower than requestTimeout', 'POST /b HTTP/1.1\r\nHost: api.test\r\nContent-Length: 10\r\n\r\nab', 408, 'request_timeout'],
+  ] as const) {
+    it(`a routed request whose answer is ${status} for ${what}: one line, under its route and its own id, not client_abort`, async () => {
+      const labels = { listener: 'egress', route: 'api', upstream: 'up', method: 'POST', code: String(status) };
+      const total = (t: string) => t.split('\n').filter((x) => x.startsWith('breakwater_requests_total{')).reduce((a, x) => a + Number(x.split(' ').at(-1)), 0);
+      const m0 = await scrape();
+      const n = px.requests().length;
+      const r = await rawRequest(px.port('egress'), bytes, { timeoutMs: 8000 });
+      assert.match(r.raw, new RegExp(`^HTTP/1\\.1 ${status} `));
+      await waitFor('its access line', () => px.requests().length > n, 5000);
+      await sleep(300); // a second line, if any, would come with the socket's close
+      const lines = px.requests().slice(n);
+      assert.equal(lines.length, 1, JSON.stringify(lines));
+      const l = lines[0]!;
+      assert.equal(l.status, status);
+      assert.equal(l.error, error);
+      assert.equal(l.route, 'api');
+      assert.ok(!(l.flags as string[]).includes('client_abort'), JSON.stringify(l.flags));
+      if (status === 400) assert.equal(l.requestId, requestIdOf(r.raw), 'the id the client read');
+      const m1 = await scrape();
+      assert.equal(total(m1) - total(m0), 1, 'one requests_total sample');
+      assert.equal(sampleOf(m1, 'breakwater_requests_total', labels), (sampleOf(m0, 'breakwater_requests_total', labels) ?? 0) + 1);
+    });
+  }
 
   it('the tap sees refused requests, and filters them like any other', async () => {
     const ac = new AbortController();
