@@ -25,9 +25,9 @@ export async function waitFor(what: string, fn: () => boolean | Promise<boolean>
 const EPHEMERAL_LOW = ((): number => {
   try {
     const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
-    return Number.isInteger(low) && low > 11_000 ? low : 32_768;
+    return Number.isInteger(low) ? low : 32_768;
   } catch {
-    return 32_768;
+    return 32_768; // not Linux: the IANA range's start, close to what other kernels use
   }
 })();
 
@@ -42,6 +42,8 @@ const EPHEMERAL_LOW = ((): number => {
  * freePort() can now take the same port, one chance in ~10,000.
  */
 export async function freePort(): Promise<number> {
+  // A host whose ephemeral range starts low (1024 65535) leaves no range outside it: port 0 then.
+  if (EPHEMERAL_LOW <= 11_000) return portZero();
   for (let i = 0; ; i++) {
     const port = 10_000 + Math.floor(Math.random() * (EPHEMERAL_LOW - 10_000));
     const s = net.createServer();
@@ -53,6 +55,14 @@ export async function freePort(): Promise<number> {
     await new Promise((r) => s.close(r));
     return port;
   }
+}
+
+async function portZero(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
 }
 
 /** Resolves with the connect error's code, or 'connected'. */
