@@ -14,9 +14,11 @@
 export interface Permit {
   readonly type: 'permit';
   /**
-   * The access-log flag to raise because a guard in observe mode would have
-   * refused (`circuit_open_observed`, `bulkhead_full_observed`,
-   * `rate_limited_observed`), or null.
+   * The access-log flag the admission raises, or null: a guard in observe
+   * mode would have refused (`circuit_open_observed`,
+   * `bulkhead_full_observed`, `rate_limited_observed`), or a global rate
+   * limit admitted on its local share while Redis was out
+   * (`global_rate_limit_fallback`).
    */
   readonly observed: string | null;
   /** Gives back what the permit holds (a bulkhead slot). Exactly once per acquisition; a no-op for guards that hold nothing. */

@@ -11,7 +11,7 @@ import net from 'node:net';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { request, type Reply } from '../helpers/http.ts';
 import { assertNoLeaks, snapshotHandles } from '../helpers/leaks.ts';
-import { startProxy, type TestProxy } from '../helpers/proxy.ts';
+import { startProxy, type LogLine, type TestProxy } from '../helpers/proxy.ts';
 import { skipWithoutRedis, startRedis, type TestRedis } from '../helpers/redis.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { sleep, waitFor } from '../helpers/wait.ts';
@@ -118,6 +118,7 @@ describe('global rate limit on a real Redis (SPEC §12)', { skip: skipWithoutRed
     const a = await start({ rate: '1000/s', burst: 1000 });
     await waitFor('connected', () => a.logs.some((l) => l.msg === 'redis_connected'));
     assert.ok((await drive([a.url('main')], 20, 0, agent)).every((r) => r.status === 200));
+    const flagged = (lines: LogLine[]) => lines.filter((l) => l.msg === 'request' && (l.flags as string[]).includes('global_rate_limit_fallback')).length;
     // Only what follows the kill (a busy machine may have caused a short timeout fallback before it).
     const mark = a.logs.length;
     const since = () => a.logs.slice(mark);
@@ -139,7 +140,11 @@ describe('global rate limit on a real Redis (SPEC §12)', { skip: skipWithoutRed
     const fb = since().filter((l) => l.msg === 'global_rate_limit_fallback');
     assert.equal(fb.length, 1, 'one line per outage, not per request');
     assert.equal(fb[0]!['limit'], 'api-test');
+    // Requests the local share admitted say so in their line; the count matches the fallback tokens.
+    assert.ok(flagged(since()) > 0, 'flag global_rate_limit_fallback on the requests admitted by the local share');
     const metrics = (await request(`${a.adminUrl}/metrics`)).body;
+    const tokens = Number(/breakwater_global_rate_limit_tokens_total\{limit="api-test",source="fallback"\} (\d+)/.exec(metrics)?.[1]);
+    assert.equal(flagged(a.logs), tokens, 'one flagged line per fallback token');
     assert.match(metrics, /breakwater_global_rate_limit_errors_total\{reason="connection"\} [1-9]/);
     assert.match(metrics, /breakwater_global_rate_limit_fallback\{limit="api-test"\} 1/);
     assert.match(metrics, /breakwater_global_rate_limit_tokens_total\{limit="api-test",source="fallback"\} [1-9]/);

@@ -36,6 +36,8 @@ import { TokenBucket } from './token-bucket.ts';
 
 const TAKEN = freePermit(null);
 const OBSERVED = freePermit('rate_limited_observed');
+/** Admitted by the local share while Redis is out: the request's line says so. */
+const BY_LOCAL_SHARE = freePermit('global_rate_limit_fallback');
 
 /** A lease covers this much of the process's traffic. */
 export const LEASE_MS = 50;
@@ -203,7 +205,14 @@ export class GlobalLimiter {
     const fb = this.#fallback;
     if (fb === null) return observe ? OBSERVED : failure('rate_limited', Math.max(1, this.#nextProbe - now));
     const a = fb.acquire(maxWait, observe);
-    if (typeof a === 'number' || (a.type === 'permit' && a.observed === null)) this.#metrics.fallbackAdmitted();
+    if (typeof a === 'number') {
+      this.#metrics.fallbackAdmitted();
+      return a;
+    }
+    if (a.type === 'permit' && a.observed === null) {
+      this.#metrics.fallbackAdmitted();
+      return BY_LOCAL_SHARE;
+    }
     return a;
   }
 
