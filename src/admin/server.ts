@@ -13,7 +13,7 @@
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { http } from '../http/node-http.ts';
-import type { BreakwaterConfig, ListenerAddress } from '../config/types.ts';
+import type { BreakwaterConfig, ListenerAddress, RateLimitConfig } from '../config/types.ts';
 import { BindError } from '../http/server.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics/index.ts';
@@ -238,18 +238,29 @@ export class AdminServer {
   }
 }
 
+/** A local limit's bucket, or a global one's state in this process (its lease, and whether Redis or the local share admits). */
+function rateLimitState(p: AdminTarget, upstream: string, rl: RateLimitConfig | null): Record<string, unknown> | null {
+  if (rl === null) return null;
+  const common = { scope: rl.scope, rate: rl.rate.source, burst: rl.burst };
+  if (rl.scope === 'global') {
+    const g = p.registry.globals.get(rl.key ?? `upstream:${upstream}`);
+    return g === undefined ? null : { ...common, ...g.snapshot() };
+  }
+  const bucket = p.registry.buckets.get(`upstream:${upstream}`);
+  return bucket === undefined ? null : { tokens: Math.floor(bucket.tokens() * 100) / 100, ...common };
+}
+
 function upstreamsState(p: AdminTarget): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [name, u] of p.config.upstreams) {
     const breaker = p.registry.breakers.get(name);
     const bulkhead = p.registry.bulkheads.get(name);
-    const bucket = p.registry.buckets.get(`upstream:${name}`);
     const budget = p.registry.budgets.get(`upstream:${name}`);
     out[name] = {
       endpoints: u.endpoints.map((e) => e.authority),
       circuitBreaker: breaker === undefined ? null : breaker.snapshot(),
       bulkhead: bulkhead === undefined ? null : { active: bulkhead.active, queued: bulkhead.queued, maxConcurrent: u.bulkhead?.maxConcurrent ?? null, maxQueue: u.bulkhead?.maxQueue ?? null },
-      rateLimit: bucket === undefined ? null : { tokens: Math.floor(bucket.tokens() * 100) / 100, burst: u.rateLimit?.burst ?? null, rate: u.rateLimit?.rate.source ?? null },
+      rateLimit: rateLimitState(p, name, u.rateLimit),
       retryBudget: budget === undefined ? null : { remaining: budget.remaining() },
     };
   }

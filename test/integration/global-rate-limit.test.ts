@@ -145,6 +145,11 @@ describe('global rate limit on a real Redis (SPEC §12)', { skip: skipWithoutRed
     const metrics = (await request(`${a.adminUrl}/metrics`)).body;
     const tokens = Number(/breakwater_global_rate_limit_tokens_total\{limit="api-test",source="fallback"\} (\d+)/.exec(metrics)?.[1]);
     assert.equal(flagged(a.logs), tokens, 'one flagged line per fallback token');
+    // GET /upstreams says where this process's tokens come from now.
+    const shown = JSON.parse((await request(`${a.adminUrl}/upstreams`)).body).api.rateLimit;
+    assert.equal(shown.scope, 'global');
+    assert.equal(shown.key, 'api-test');
+    assert.equal(shown.source, 'fallback');
     assert.match(metrics, /breakwater_global_rate_limit_errors_total\{reason="connection"\} [1-9]/);
     assert.match(metrics, /breakwater_global_rate_limit_fallback\{limit="api-test"\} 1/);
     assert.match(metrics, /breakwater_global_rate_limit_tokens_total\{limit="api-test",source="fallback"\} [1-9]/);
@@ -160,6 +165,9 @@ describe('global rate limit on a real Redis (SPEC §12)', { skip: skipWithoutRed
     );
     const back = (await request(`${a.adminUrl}/metrics`)).body;
     assert.match(back, /breakwater_global_rate_limit_fallback\{limit="api-test"\} 0/);
+    const shownBack = JSON.parse((await request(`${a.adminUrl}/upstreams`)).body).api.rateLimit;
+    assert.equal(shownBack.source, 'redis');
+    assert.ok(Number.isInteger(shownBack.lease) && shownBack.peers >= 1, JSON.stringify(shownBack));
     // The restarted Redis holds the bucket again (the script was loaded anew by itself).
     assert.notEqual(await redis.command('EXISTS', 'breakwater:{api-test}:bucket'), '0');
   });

@@ -111,6 +111,18 @@ export class GlobalLimiter {
   /** Failed calls in a row, for the probe's backoff. */
   #failures = 0;
 
+  /** What `GET /upstreams` shows of this limit: where its tokens come from right now. */
+  snapshot(): { key: string; source: 'redis' | 'fallback' | 'deny'; lease: number; peers: number; emptyForMs: number } {
+    const now = this.#clock.now();
+    return {
+      key: this.key,
+      source: !this.#inFallback ? 'redis' : this.#fallback === null ? 'deny' : 'fallback',
+      lease: Math.floor(this.#lease),
+      peers: this.#peers,
+      emptyForMs: Math.max(0, Math.ceil(this.#emptyUntil - now)),
+    };
+  }
+
   constructor(key: string, cfg: RateLimitConfig, deps: GlobalLimiterDeps) {
     this.key = key;
     this.#clock = deps.clock ?? systemClock;
