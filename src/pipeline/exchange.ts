@@ -127,7 +127,7 @@ export class Exchange {
   trace: ExchangeTrace | null = null;
 
   /** What the edge answered on the raw socket itself (answeredRaw), kept over whatever the layers set afterwards. */
-  #edge: { readonly status: number; readonly error: string } | null = null;
+  #edge: { readonly status: number; readonly error: string; readonly bytesOut: number } | null = null;
   #abort: AbortController | null = null;
   #releases: (() => void)[] | null = null;
   /** The attempt currently talking to an upstream, aborted if the client goes away. */
@@ -188,8 +188,7 @@ export class Exchange {
    * released), but its line says what the client got, not client_abort.
    */
   answeredRaw(error: string, status: number, bytesOut: number, flag: string | null): void {
-    this.#edge = { status, error };
-    this.bytesOut = bytesOut;
+    this.#edge = { status, error, bytesOut };
     if (flag !== null) this.flag(flag);
   }
 
@@ -202,6 +201,7 @@ export class Exchange {
       // Over anything a layer rendered meanwhile (onto a socket already closing).
       this.status = edge.status;
       this.error = edge.error;
+      this.bytesOut = edge.bytesOut;
     }
     if (clientAborted) {
       this.clientAborted = true;
