@@ -1,7 +1,7 @@
 /**
- * `GET /tap` (SPEC §13): finished requests' access-log lines as NDJSON, live,
- * filtered by the query (`route`, `upstream`, `status` = `5xx` | `503`,
- * `flag`). The hub (observability/tap.ts) decides who gets a line; this side
+ * `GET /tap` (SPEC §13): finished requests' access-log lines, and tunnels'
+ * `tunnel` lines, as NDJSON, live, filtered by the query (`route`,
+ * `upstream`, `status` = `5xx` | `503`, `flag`). The hub (observability/tap.ts) decides who gets a line; this side
  * owns the HTTP stream and its bounds:
  *
  * - at most `hub.maxSubscribers` streams (8); one more gets 503 `tap_full`;

@@ -1,20 +1,30 @@
 /**
  * `breakwater tap [--admin ADDR] [--route R] [--upstream U] [--status 5xx|503] [--flag F] [--json]`
  * (SPEC §13): follows `GET /tap`. On a terminal, one readable line per
- * request; otherwise (or with --json) the NDJSON lines as the server sent
+ * request or tunnel; otherwise (or with --json) the NDJSON lines as the server sent
  * them. Ctrl-C stops it (exit 0); the server ending the stream is said on
  * stderr (exit 0 on shutdown, 1 when this reader was dropped as too slow or
  * the connection broke).
  */
+import { tunnelStatus } from '../observability/tap.ts';
 import { DEFAULT_ADMIN, adminBase, adminGet, errorMessage, parseOptions, readAll } from './admin-client.ts';
 
 export const TAP_USAGE = 'usage: breakwater tap [--admin HOST:PORT] [--route R] [--upstream U] [--status 5xx|503] [--flag F] [--json]\n';
 
+/** A `request` line, or a `tunnel` line (WebSocket or CONNECT), as the tap sends it. */
 interface AccessLine {
+  msg?: string;
   time?: string;
   method?: string;
   path?: string;
-  status?: number;
+  status?: number | null;
+  /** Tunnel lines: `websocket` or `connect`, the CONNECT target, how it ended, the bytes each way. */
+  protocol?: string;
+  authority?: string;
+  outcome?: string;
+  connectMs?: number | null;
+  bytesIn?: number;
+  bytesOut?: number;
   durationMs?: number;
   route?: string | null;
   upstream?: string | null;
@@ -28,22 +38,47 @@ interface AccessLine {
 
 const C = { red: '\x1b[31m', green: '\x1b[32m', yellow: '\x1b[33m', cyan: '\x1b[36m', dim: '\x1b[2m', reset: '\x1b[0m' };
 
-/** One access line as a person reads it: time, method, path, status, duration, route → upstream endpoint, tries, flags, error. */
+/**
+ * One line as a person reads it: time, method, path, status, duration,
+ * route → upstream endpoint, tries, flags, error. A tunnel line shows `WS`
+ * or `CONNECT` as its method, the path or the CONNECT authority, the status
+ * the tap filters it by (observability/tap.ts tunnelStatus), how it ended
+ * when that was not a success, and the bytes each way.
+ */
 export function prettyLine(l: AccessLine, color: boolean): string {
   const paint = (c: string, s: string): string => (color ? `${c}${s}${C.reset}` : s);
-  const status = l.status ?? 0;
+  const tunnel = l.msg === 'tunnel';
+  const status = tunnel ? tunnelStatus(l) : (l.status ?? 0);
   const sc = status >= 500 ? C.red : status >= 400 ? C.yellow : status >= 300 ? C.cyan : C.green;
   const time = typeof l.time === 'string' ? l.time.slice(11, 23) : '--:--:--.---';
-  let path = l.path ?? '';
+  const method = tunnel ? (l.protocol === 'connect' ? 'CONNECT' : 'WS') : (l.method ?? '');
+  let path = (tunnel && l.protocol === 'connect' ? l.authority : l.path) ?? '';
   if (path.length > 40) path = `${path.slice(0, 39)}…`;
   const ms = l.durationMs === undefined ? '' : l.durationMs >= 100 ? `${Math.round(l.durationMs)}ms` : `${l.durationMs.toFixed(1)}ms`;
-  let out = `${paint(C.dim, time)} ${(l.method ?? '').padEnd(6)} ${paint(sc, String(status))} ${ms.padStart(8)} ${path.padEnd(20)}`;
+  let out = `${paint(C.dim, time)} ${method.padEnd(6)} ${paint(sc, String(status))} ${ms.padStart(8)} ${path.padEnd(20)}`;
   out += ` ${l.route ?? '-'} → ${l.upstream ?? '-'}`;
   if (l.endpoint) out += ` ${paint(C.dim, l.endpoint)}`;
   if ((l.attempts ?? 0) > 1) out += ` tries=${l.attempts}`;
+  if (tunnel) {
+    if (l.outcome !== undefined && l.outcome !== 'success') out += ` ${paint(status >= 400 ? C.red : C.yellow, l.outcome)}`;
+    out += ` in=${bytes(l.bytesIn ?? 0)} out=${bytes(l.bytesOut ?? 0)}`;
+  }
   if (l.flags !== undefined && l.flags.length > 0) out += ` ${paint(C.yellow, `[${l.flags.join(',')}]`)}`;
   if (l.error) out += ` ${paint(C.red, l.error)}`;
   return out;
+}
+
+/** A byte count the way a person reads it: 512B, 1.5KiB, 20MiB. */
+function bytes(n: number): string {
+  if (n < 1024) return `${n}B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v >= 10 ? Math.round(v) : v.toFixed(1)}${units[i]}`;
 }
 
 export async function tapCommand(args: readonly string[]): Promise<number> {

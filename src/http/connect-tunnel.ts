@@ -22,7 +22,8 @@
  *   closes or nothing moves either way for `timeout.idle`.
  *
  * When it is over, the permits are given back, and one `tunnel` log line and
- * the connect_tunnel metrics say how it ended.
+ * the connect_tunnel metrics say how it ended; the same line goes to the tap
+ * while someone listens (observability/tap.ts).
  *
  * NOTE: connect retries do not spend the retry budget: a refused connect
  * costs the upstream nothing, and the breaker (which sees every attempt)
@@ -31,6 +32,7 @@
 import net, { type Socket } from 'node:net';
 import type { Endpoint, OutcomeKind, RouteConfig, UpstreamConfig } from '../config/types.ts';
 import type { Logger } from '../observability/logger.ts';
+import { listening, publishTunnel, type LiveTap, type TunnelFields } from '../observability/tap.ts';
 import type { RouteMetrics, TunnelResult } from '../observability/metrics/index.ts';
 import { errorCodeFor } from '../pipeline/classify.ts';
 import { backoffDelay } from '../policies/retry/backoff.ts';
@@ -50,6 +52,8 @@ export interface ConnectDeps {
   readonly onAttempt: (kind: OutcomeKind, seconds: number) => void;
   /** Where the `tunnel` line goes (null: access log off). */
   readonly logger: Logger | null;
+  /** The tap the `tunnel` line is offered to while someone listens (access log on or off); null under `validate`. */
+  readonly tap: LiveTap | null;
 }
 
 /** A route's CONNECT entry, built once per config load (null for a route without allowConnect). */
@@ -294,23 +298,26 @@ function logTunnel(
   bytesOut: number,
   flags: string[],
 ): void {
-  d.logger?.info(
-    {
-      protocol: 'connect',
-      requestId,
-      listener: d.listener,
-      route: d.route.name,
-      upstream: d.upstream.name,
-      endpoint: endpoint.authority,
-      authority,
-      outcome,
-      durationMs: Math.round(ms * 1000) / 1000,
-      connectMs,
-      attempts,
-      bytesIn,
-      bytesOut,
-      flags,
-    },
-    'tunnel',
-  );
+  // The line is built only for a log that is on or a tap someone listens to.
+  const tap = listening(d.tap);
+  if (d.logger === null && tap === null) return;
+  const fields: TunnelFields = {
+    protocol: 'connect',
+    requestId,
+    listener: d.listener,
+    route: d.route.name,
+    upstream: d.upstream.name,
+    endpoint: endpoint.authority,
+    authority,
+    outcome,
+    durationMs: Math.round(ms * 1000) / 1000,
+    connectMs,
+    attempts,
+    bytesIn,
+    bytesOut,
+    flags,
+  };
+  d.logger?.info(fields, 'tunnel');
+  // Its status (observability/tap.ts tunnelStatus): 200 once the upstream's connection was up, else the refusal's or failure's.
+  if (tap !== null) publishTunnel(tap, fields);
 }

@@ -7,7 +7,8 @@
  * the route's connect + perTry budget and is the tunnel's one attempt,
  * recorded through the breaker permit; a tunnel is never retried (a
  * bidirectional stream cannot be replayed). When it closes, one `tunnel` log
- * line says what it was, how it ended, the bytes each way and its flags.
+ * line says what it was, how it ended, the bytes each way and its flags; the
+ * same line goes to the tap while someone listens (observability/tap.ts).
  *
  * Only `Upgrade: websocket` reaches this module (http/server.ts serves any
  * other Upgrade as plain HTTP/1.1).
@@ -23,6 +24,7 @@ import type httpProxy from 'http-proxy';
 import type { OutcomeKind, RouteConfig, UpstreamConfig } from '../config/types.ts';
 import { ERRORS } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
+import { listening, publishTunnel, type LiveTap, type TunnelFields } from '../observability/tap.ts';
 import type { BreakerGuard } from '../policies/breaker/permit.ts';
 import type { Bulkhead } from '../policies/bulkhead/bulkhead.ts';
 import { acquireTunnelGuards, releaseTunnelGuards, type TunnelGuards, type TunnelPermits, type TunnelRefusal } from '../policies/tunnel-guards.ts';
@@ -45,6 +47,8 @@ export interface UpgradeDeps {
   readonly onAttempt: (kind: OutcomeKind, seconds: number) => void;
   /** Where the `tunnel` line goes when the tunnel closes (null: access log off). */
   readonly logger: Logger | null;
+  /** The tap the `tunnel` line is offered to while someone listens (access log on or off); null under `validate`. */
+  readonly tap: LiveTap | null;
   readonly listener: string;
 }
 
@@ -137,24 +141,26 @@ class Tunnel {
     this.#timer = null;
     releaseTunnelGuards(this.#permits);
     const d = this.#deps;
-    d.logger?.info(
-      {
-        protocol: 'websocket',
-        requestId: this.#requestId,
-        listener: d.listener,
-        route: d.route.name,
-        upstream: d.upstream.name,
-        endpoint: this.#endpoint,
-        path: this.#path,
-        status: this.#status === 0 ? null : this.#status,
-        outcome: this.#kind === 'pending' ? 'client_abort' : this.#kind,
-        durationMs: Math.round((performance.now() - this.#started) * 1000) / 1000,
-        bytesIn: this.#socket.bytesRead,
-        bytesOut: this.#socket.bytesWritten,
-        flags: this.#flags,
-      },
-      'tunnel',
-    );
+    // The line is built only for a log that is on or a tap someone listens to.
+    const tap = listening(d.tap);
+    if (d.logger === null && tap === null) return;
+    const fields: TunnelFields = {
+      protocol: 'websocket',
+      requestId: this.#requestId,
+      listener: d.listener,
+      route: d.route.name,
+      upstream: d.upstream.name,
+      endpoint: this.#endpoint,
+      path: this.#path,
+      status: this.#status === 0 ? null : this.#status,
+      outcome: this.#kind === 'pending' ? 'client_abort' : this.#kind,
+      durationMs: Math.round((performance.now() - this.#started) * 1000) / 1000,
+      bytesIn: this.#socket.bytesRead,
+      bytesOut: this.#socket.bytesWritten,
+      flags: this.#flags,
+    };
+    d.logger?.info(fields, 'tunnel');
+    if (tap !== null) publishTunnel(tap, fields);
   }
 }
 
@@ -170,24 +176,25 @@ export function upgradeHandler(deps: UpgradeDeps): (req: IncomingMessage, socket
       deps.onReject(p.code);
       const bytesOut = writeRawError(socket, p.code, requestId, { retryAfterMs: p.retryAfterMs });
       // Refused before any upstream was dialled: still one 'tunnel' line, as a CONNECT refusal has.
-      deps.logger?.info(
-        {
-          protocol: 'websocket',
-          requestId,
-          listener: deps.listener,
-          route: deps.route.name,
-          upstream: deps.upstream.name,
-          endpoint: null,
-          path: (req.url ?? '/').split('?')[0],
-          status: bytesOut < 0 ? null : ERRORS[p.code].status,
-          outcome: p.code,
-          durationMs: 0,
-          bytesIn: 0,
-          bytesOut: Math.max(bytesOut, 0),
-          flags,
-        },
-        'tunnel',
-      );
+      const tap = listening(deps.tap);
+      if (deps.logger === null && tap === null) return;
+      const fields: TunnelFields = {
+        protocol: 'websocket',
+        requestId,
+        listener: deps.listener,
+        route: deps.route.name,
+        upstream: deps.upstream.name,
+        endpoint: null,
+        path: (req.url ?? '/').split('?')[0],
+        status: bytesOut < 0 ? null : ERRORS[p.code].status,
+        outcome: p.code,
+        durationMs: 0,
+        bytesIn: 0,
+        bytesOut: Math.max(bytesOut, 0),
+        flags,
+      };
+      deps.logger?.info(fields, 'tunnel');
+      if (tap !== null) publishTunnel(tap, fields);
       return;
     }
     const ep = deps.balancer.pick().endpoint;

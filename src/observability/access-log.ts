@@ -92,6 +92,14 @@ export class AccessLog {
         `,"error":${str(ex.error)},"headers":${headers},"msg":"request"}\n`
     );
   }
+
+  /**
+   * A tunnel's line for the tap (http/upgrade.ts, http/connect-tunnel.ts):
+   * the same JSON pino writes for the `tunnel` log line from these fields.
+   */
+  tunnelLine(fields: object): string {
+    return `{"level":"info",${this.#log.timeField()},${JSON.stringify(fields).slice(1, -1)},"msg":"tunnel"}\n`;
+  }
 }
 
 function str(v: string | null): string {

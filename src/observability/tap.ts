@@ -8,7 +8,13 @@
  * listeners, the line the access log writes is built once and offered to
  * every subscriber whose filter (parsed once, when it subscribed) matches the
  * exchange's fields — never by parsing the line back.
+ *
+ * Tunnels (WebSocket and CONNECT) are on the tap too: their `tunnel` line,
+ * the same fields the log line has, offered when the tunnel closes or is
+ * refused, under the status `tunnelStatus` gives it.
  */
+import { ERRORS, type ErrorCode } from '../errors.ts';
+import type { AccessLog } from './access-log.ts';
 
 /** What one subscriber asked for; null fields match everything. */
 export interface TapFilter {
@@ -69,6 +75,58 @@ export function tapMatches(f: TapFilter, ex: TapFields, status: number): boolean
   if (f.upstream !== null && ex.upstream !== f.upstream) return false;
   if (f.flag !== null && (ex.flags === null || !ex.flags.includes(f.flag))) return false;
   return true;
+}
+
+/** The tap as the request path and the tunnels see it: the hub, and the line format it shares with the access log. */
+export interface LiveTap {
+  readonly hub: TapHub;
+  readonly format: AccessLog;
+}
+
+/** The fields of a `tunnel` line that decide its status. */
+export interface TunnelStatusFields {
+  readonly protocol?: string;
+  /** A WebSocket tunnel's: the handshake's answer, or the refusal's; null when none came. */
+  readonly status?: number | null;
+  readonly outcome?: string;
+  /** A CONNECT tunnel's: set once the upstream's connection was up. */
+  readonly connectMs?: number | null;
+}
+
+/**
+ * The status a tunnel line is filtered by (and `breakwater tap` shows): the
+ * line's own `status` when it has one (a WebSocket handshake's 101, the
+ * upstream's answer, or breakwater's refusal); 200 for a CONNECT tunnel that
+ * was open, however it ended (idle timeout, reset); otherwise the status
+ * breakwater generates for the outcome (SPEC §4.7: rate_limited 429,
+ * circuit_open 503, bulkhead_full 503, connect_failure 503, timeout 504,
+ * reset 502), and 499 for a client gone before the tunnel was up.
+ */
+export function tunnelStatus(t: TunnelStatusFields): number {
+  if (typeof t.status === 'number') return t.status;
+  if (t.protocol === 'connect' && typeof t.connectMs === 'number') return 200;
+  const outcome = t.outcome ?? '';
+  if (outcome === 'client_abort') return 499;
+  if (Object.hasOwn(ERRORS, outcome)) return ERRORS[outcome as ErrorCode].status;
+  // `reset`, and (never seen) any outcome this does not know: the upstream failed the tunnel.
+  return ERRORS.upstream_reset.status;
+}
+
+/** A `tunnel` line's fields (those the tap filters by, and the rest of the line). */
+export interface TunnelFields extends TapFields, TunnelStatusFields {
+  readonly protocol: 'websocket' | 'connect';
+  readonly outcome: string;
+  readonly [field: string]: unknown;
+}
+
+/** The tap while someone listens, else null: a tunnel's line is built only for a log that is on or a listening tap. */
+export function listening(tap: LiveTap | null): LiveTap | null {
+  return tap !== null && tap.hub.active ? tap : null;
+}
+
+/** Offers a tunnel's line (the log line's fields) to the tap; only called while `hub.active`. */
+export function publishTunnel(tap: LiveTap, fields: TunnelFields): void {
+  tap.hub.publish(tap.format.tunnelLine(fields), fields, tunnelStatus(fields));
 }
 
 /** One listener: the HTTP side decides how a line is written and when the listener is too slow. */
@@ -139,7 +197,7 @@ export class TapHub {
     }
   }
 
-  /** Offers one finished request's line; only called while `active`. */
+  /** Offers one finished request's (or tunnel's) line; only called while `active`. */
   publish(line: string, ex: TapFields, status: number): void {
     this.offered++;
     // A copy: a subscriber may be dropped (removed) while we go.

@@ -15,7 +15,7 @@ import type { ExchangeObserver, ListenerRoutes, RouteEntry } from '../http/serve
 import { connectTunnels, type ConnectTunnels } from '../http/connect-tunnel.ts';
 import { upgradeHandler } from '../http/upgrade.ts';
 import type { AccessLog } from '../observability/access-log.ts';
-import type { TapHub } from '../observability/tap.ts';
+import type { LiveTap } from '../observability/tap.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics, RouteMetrics, UpstreamMetrics } from '../observability/metrics/index.ts';
 import type { Exchange } from '../pipeline/exchange.ts';
@@ -53,7 +53,7 @@ export interface BuildDeps {
   /** Absent (validate) or null: no tracing steps are built. */
   readonly tracing?: TracingHost | null;
   /** The live tap (SPEC §13) and the line format it shares with the access log; absent under `validate`. */
-  readonly tap?: { readonly hub: TapHub; readonly format: AccessLog } | null;
+  readonly tap?: LiveTap | null;
 }
 
 /** What one config load serves. */
@@ -271,6 +271,8 @@ class Builder {
       onReject: (reason) => rm.rejected(reason),
       onAttempt: (kind, seconds) => up.metrics.attempt(kind, seconds),
       logger: this.#deps.accessLog === null ? null : this.#deps.logger,
+      // The tap gets the tunnel line whether the access log is on or off.
+      tap: this.#deps.tap ?? null,
       listener: listener.name,
     });
     const connect = !r.allowConnect ? null : connectTunnels({
@@ -286,6 +288,7 @@ class Builder {
       metrics: rm,
       onAttempt: (kind, seconds) => up.metrics.attempt(kind, seconds),
       logger: this.#deps.accessLog === null ? null : this.#deps.logger,
+      tap: this.#deps.tap ?? null,
     });
     return new Route(stack, upgrade, connect, this.#deps.logger);
   }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { MATCH_ALL, parseTapFilter, tapMatches, TapHub, type TapFilter, type TapSubscriber } from '../../../src/observability/tap.ts';
+import { MATCH_ALL, parseTapFilter, tapMatches, TapHub, tunnelStatus, type TapFilter, type TapSubscriber } from '../../../src/observability/tap.ts';
 import type { Exchange } from '../../../src/pipeline/exchange.ts';
 
 const parse = (q: string): TapFilter => {
@@ -122,5 +122,30 @@ describe('TapHub and a subscriber that throws', () => {
     assert.doesNotThrow(() => hub.publish('x\n', ex(null, null) as unknown as Exchange, 200));
     assert.deepEqual(ok.lines, ['x\n']);
     assert.equal(hub.subscribers, 1);
+  });
+});
+
+describe('a tunnel line\'s status on the tap', () => {
+  it("is a WebSocket line's own status; without one, the status breakwater answered, or 499 for a client gone first", () => {
+    const ws = (status: number | null, outcome: string) => tunnelStatus({ protocol: 'websocket', status, outcome });
+    assert.equal(ws(101, 'success'), 101);
+    assert.equal(ws(502, '5xx'), 502, "the upstream's refusal of the handshake");
+    assert.equal(ws(503, 'circuit_open'), 503);
+    assert.equal(ws(null, 'circuit_open'), 503, 'refused, and the client was gone before the answer');
+    assert.equal(ws(null, 'connect_failure'), 503);
+    assert.equal(ws(null, 'timeout'), 504);
+    assert.equal(ws(null, 'reset'), 502);
+    assert.equal(ws(null, 'client_abort'), 499);
+  });
+
+  it('is 200 for a CONNECT tunnel that was open however it ended; else the refusal or failure breakwater answered, or 499', () => {
+    const cn = (outcome: string, connectMs: number | null) => tunnelStatus({ protocol: 'connect', outcome, connectMs });
+    for (const outcome of ['success', 'idle_timeout', 'reset', 'client_abort']) assert.equal(cn(outcome, 1.5), 200, outcome);
+    assert.equal(cn('rate_limited', null), 429);
+    assert.equal(cn('circuit_open', null), 503);
+    assert.equal(cn('bulkhead_full', null), 503);
+    assert.equal(cn('connect_failure', null), 503);
+    assert.equal(cn('timeout', null), 504);
+    assert.equal(cn('client_abort', null), 499);
   });
 });
