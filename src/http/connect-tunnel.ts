@@ -31,6 +31,7 @@
  */
 import net, { type Socket } from 'node:net';
 import type { Endpoint, OutcomeKind, RouteConfig, UpstreamConfig } from '../config/types.ts';
+import { ERRORS } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import { listening, publishTunnel, type LiveTap, type TunnelFields } from '../observability/tap.ts';
 import type { RouteMetrics, TunnelResult } from '../observability/metrics/index.ts';
@@ -90,6 +91,8 @@ export function connectTunnels(deps: ConnectDeps): ConnectTunnels | null {
       const p = acquireTunnelGuards(deps.guards, flags);
       if (p.type === 'failure') {
         deps.metrics.rejected(p.code);
+        // The refusal's flag, as a refused request's line has it.
+        flags.push(ERRORS[p.code].flag ?? p.code);
         logTunnel(deps, requestId, endpoint, authority, p.code, 0, null, 0, 0, 0, flags);
         deps.metrics.tunnelClosed(p.code, 0, 0, false);
         return writeRawError(client, p.code, requestId, { route: deps.route.name, upstream: deps.upstream.name, retryAfterMs: p.retryAfterMs });

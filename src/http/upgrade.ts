@@ -174,6 +174,8 @@ export function upgradeHandler(deps: UpgradeDeps): (req: IncomingMessage, socket
     const p = acquireTunnelGuards(guards, flags);
     if (p.type === 'failure') {
       deps.onReject(p.code);
+      // The refusal's flag, as a refused request's line has it.
+      flags.push(ERRORS[p.code].flag ?? p.code);
       const bytesOut = writeRawError(socket, p.code, requestId, { retryAfterMs: p.retryAfterMs });
       // Refused before any upstream was dialled: still one 'tunnel' line, as a CONNECT refusal has.
       const tap = listening(deps.tap);

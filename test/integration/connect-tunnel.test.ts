@@ -263,6 +263,7 @@ upstreams:
     assert.ok(Number(again.headers['retry-after']) >= 1);
     await waitFor('the refusal line', () => tunnels().at(-1)!.outcome === 'circuit_open');
     assert.equal(tunnels().at(-1)!.attempts, 0);
+    assert.deepEqual(tunnels().at(-1)!.flags, ['circuit_open'], 'the refusal flagged as a refused request is');
   });
 
   it('retries a refused connect up to maxRetries before answering connect_failure', async () => {
@@ -310,6 +311,7 @@ upstreams:
     assert.equal(accepted, before, 'a refused tunnel dials nothing');
     await waitFor('the refusal line', () => tunnels().at(-1)?.outcome === 'rate_limited');
     assert.equal(tunnels().at(-1)!.route, 'limited');
+    assert.deepEqual(tunnels().at(-1)!.flags, ['rate_limited']);
   });
 
   it('closes a tunnel in which nothing moves for timeout.idle, and gives its slot back', async () => {

@@ -224,6 +224,7 @@ upstreams:
       await waitFor(`the tunnel line of ${rid}`, () => (t = px.logs.find((l) => l.msg === 'tunnel' && l.requestId === rid)) !== undefined, 5000);
       assert.equal(t!.protocol, 'websocket');
       assert.equal(t!.outcome, 'circuit_open');
+      assert.deepEqual(t!.flags, ['circuit_open']);
       assert.equal(t!.status, 503);
       assert.equal(t!.route, 'api');
       assert.equal(t!.upstream, 'up');
