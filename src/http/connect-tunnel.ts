@@ -38,7 +38,7 @@ import type { RouteMetrics, TunnelResult } from '../observability/metrics/index.
 import { errorCodeFor } from '../pipeline/classify.ts';
 import { backoffDelay } from '../policies/retry/backoff.ts';
 import { isRetriableKind } from '../policies/retry/decide.ts';
-import { acquireTunnelGuards, releaseTunnelGuards, type TunnelGuards, type TunnelPermits } from '../policies/tunnel-guards.ts';
+import { acquireTunnelGuards, addFlag, releaseTunnelGuards, type TunnelGuards, type TunnelPermits } from '../policies/tunnel-guards.ts';
 import { hostOf, validHost } from './request-head.ts';
 import { writeRawError } from './respond.ts';
 
@@ -92,7 +92,7 @@ export function connectTunnels(deps: ConnectDeps): ConnectTunnels | null {
       if (p.type === 'failure') {
         deps.metrics.rejected(p.code);
         // The refusal's flag, as a refused request's line has it.
-        flags.push(ERRORS[p.code].flag ?? p.code);
+        addFlag(flags, ERRORS[p.code].flag ?? p.code);
         logTunnel(deps, requestId, endpoint, authority, p.code, 0, null, 0, 0, 0, flags);
         deps.metrics.tunnelClosed(p.code, 0, 0, false);
         return writeRawError(client, p.code, requestId, { route: deps.route.name, upstream: deps.upstream.name, retryAfterMs: p.retryAfterMs });

@@ -27,7 +27,7 @@ import type { Logger } from '../observability/logger.ts';
 import { listening, publishTunnel, type LiveTap, type TunnelFields } from '../observability/tap.ts';
 import type { BreakerGuard } from '../policies/breaker/permit.ts';
 import type { Bulkhead } from '../policies/bulkhead/bulkhead.ts';
-import { acquireTunnelGuards, releaseTunnelGuards, type TunnelGuards, type TunnelPermits, type TunnelRefusal } from '../policies/tunnel-guards.ts';
+import { acquireTunnelGuards, addFlag, releaseTunnelGuards, type TunnelGuards, type TunnelPermits, type TunnelRefusal } from '../policies/tunnel-guards.ts';
 import { connectionListed, isHopByHop } from './hop-by-hop.ts';
 import { classifyError, classifyStatus, errorCodeFor } from '../pipeline/classify.ts';
 import type { Balancer } from '../upstream/pool.ts';
@@ -175,7 +175,7 @@ export function upgradeHandler(deps: UpgradeDeps): (req: IncomingMessage, socket
     if (p.type === 'failure') {
       deps.onReject(p.code);
       // The refusal's flag, as a refused request's line has it.
-      flags.push(ERRORS[p.code].flag ?? p.code);
+      addFlag(flags, ERRORS[p.code].flag ?? p.code);
       const bytesOut = writeRawError(socket, p.code, requestId, { retryAfterMs: p.retryAfterMs });
       // Refused before any upstream was dialled: still one 'tunnel' line, as a CONNECT refusal has.
       const tap = listening(deps.tap);

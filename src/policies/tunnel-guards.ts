@@ -53,7 +53,7 @@ export function acquireTunnelGuards(g: TunnelGuards, flags: string[]): TunnelPer
   if (g.breaker !== null) {
     const p = g.breaker.acquire();
     if (p.type === 'failure') return p as Failure & { code: 'circuit_open' };
-    if (p.observed !== null) flags.push(p.observed);
+    if (p.observed !== null) addFlag(flags, p.observed);
     breaker = p;
   }
   let slot: Permit | null = null;
@@ -63,7 +63,7 @@ export function acquireTunnelGuards(g: TunnelGuards, flags: string[]): TunnelPer
       breaker?.release();
       return BULKHEAD_FULL as Failure & { code: 'bulkhead_full' };
     }
-    if (p.observed !== null) flags.push(p.observed);
+    if (p.observed !== null) addFlag(flags, p.observed);
     slot = p;
   }
   return { type: 'permits', breaker, slot };
@@ -76,8 +76,13 @@ function takeToken(rl: TunnelBucket | null, flags: string[]): (Failure & { reado
   // With maxWait 0 a wait is never offered; a number here would be a bug, refused as rate_limited.
   if (typeof p === 'number') return failure('rate_limited', p) as Failure & { code: 'rate_limited' };
   if (p.type === 'failure') return p as Failure & { code: 'rate_limited' };
-  if (p.observed !== null) flags.push(p.observed);
+  if (p.observed !== null) addFlag(flags, p.observed);
   return null;
+}
+
+/** A flag once, as Exchange.flag keeps it: a route's and its upstream's limits may both raise the same one. */
+export function addFlag(flags: string[], flag: string): void {
+  if (!flags.includes(flag)) flags.push(flag);
 }
 
 /** Gives back what an admitted tunnel holds. Once per acquisition. */

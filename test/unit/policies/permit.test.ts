@@ -5,6 +5,7 @@ import { CircuitBreaker } from '../../../src/policies/breaker/breaker.ts';
 import { breakerGuard } from '../../../src/policies/breaker/permit.ts';
 import { Bulkhead } from '../../../src/policies/bulkhead/bulkhead.ts';
 import { TokenBucket } from '../../../src/policies/rate-limit/token-bucket.ts';
+import { acquireTunnelGuards } from '../../../src/policies/tunnel-guards.ts';
 import { ManualClock } from '../../../src/util/clock.ts';
 import { loadConfigText } from '../../../src/config/load.ts';
 
@@ -100,5 +101,18 @@ describe('guards as permits (policies/permit.ts)', () => {
     assert.ok(typeof no === 'object' && no.type === 'failure' && no.code === 'rate_limited' && no.retryAfterMs > 0);
     const observed = t.acquire(0, true);
     assert.ok(typeof observed === 'object' && observed.type === 'permit' && observed.observed === 'rate_limited_observed');
+  });
+
+  it('tunnel guards: a flag raised by both the route’s and the upstream’s limit is listed once, as on a request', () => {
+    const clock = new ManualClock();
+    const empty = () => {
+      const b = new TokenBucket({ rate: { tokens: 1, periodMs: 1000, perMs: 0.001, source: '1/s' }, burst: 1, maxWait: 0, mode: 'observe', scope: 'local', key: null, onRedisError: null }, clock);
+      b.acquire(0, false);
+      return b;
+    };
+    const flags: string[] = [];
+    const p = acquireTunnelGuards({ routeRateLimit: { bucket: empty(), observe: true }, upstreamRateLimit: { bucket: empty(), observe: true }, breaker: null, bulkhead: null }, flags);
+    assert.equal(p.type, 'permits');
+    assert.deepEqual(flags, ['rate_limited_observed']);
   });
 });
