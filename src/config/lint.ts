@@ -176,9 +176,9 @@ function degrade(w: Warnings, at: string, r: RouteConfig, u: UpstreamConfig): vo
     }
   }
   if (r.cache !== null) {
-    if (methods !== null && !methods.has('GET') && !methods.has('HEAD')) {
-      w.add('cache-never-stores', `${at}.cache`, `route ${r.name} matches only ${[...methods].join(', ')}: the cache stores answers to GET and HEAD only, so it never holds anything`);
-    } else if (r.policy.fallback !== null && r.policy.fallback.on.size === 0) {
+    if (methods !== null && !methods.has('GET')) {
+      w.add('cache-never-stores', `${at}.cache`, `route ${r.name} matches only ${[...methods].join(', ')}: the cache stores answers to GET only (a HEAD is answered from its GET's entry), so it never holds anything`);
+    } else if (!r.cache.serveFresh && r.policy.fallback !== null && r.policy.fallback.on.size === 0) {
       w.add('cache-never-serves', `${at}.cache`, `the route's fallback on is empty, and the cache serves on the same failures: it never serves`);
     }
   }

@@ -128,9 +128,12 @@ describe('lint warnings', () => {
     assert.deepEqual(codes(routed('deadLetter: { replay: { auto: false } }')), []);
   });
 
-  it('flag a cache on a route without GET or HEAD, and one whose fallback on is empty', () => {
+  it('flag a cache on a route without GET, and one whose fallback on is empty (unless it serves fresh hits)', () => {
     assert.deepEqual(codes(routed('match: { methods: [POST] }, cache: {}')), ['cache-never-stores listeners[0].routes[0].cache']);
-    assert.deepEqual(codes(routed('match: { methods: [HEAD] }, cache: {}')), []);
+    // A HEAD is answered from its GET's entry: a HEAD-only route stores nothing.
+    assert.deepEqual(codes(routed('match: { methods: [HEAD] }, cache: {}')), ['cache-never-stores listeners[0].routes[0].cache']);
+    assert.deepEqual(codes(routed('match: { methods: [GET] }, cache: {}')), []);
+    assert.deepEqual(codes(routed('cache: { serveFresh: true }, fallback: { response: {}, on: [] }')).filter((c) => c.startsWith('cache')), [], 'serveFresh: fresh hits are served');
     const empty = codes(routed('cache: {}, fallback: { response: {}, on: [] }'));
     assert.ok(empty.includes('cache-never-serves listeners[0].routes[0].cache'), empty.join('; '));
     assert.deepEqual(codes(routed('cache: {}')), [], 'no fallback block: the cache serves on the built-in triggers');
