@@ -253,7 +253,6 @@ class Builder {
               staleIfError: r.cache.staleIfError,
               serveFresh: r.cache.serveFresh,
               on: r.policy.fallback?.on ?? BUILTIN_ON,
-              framed: u.protocol === 'h2c' || u.protocol === 'h2',
             },
       rateLimit: r.rateLimit === null || routeBucket === null ? null : { bucket: routeBucket.http, mode: r.rateLimit.mode, maxWait: r.rateLimit.maxWait },
       upstreamStack: up.handler,

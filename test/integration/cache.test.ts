@@ -494,78 +494,55 @@ upstreams:
 describe('stale-if-error cache: an HTTP/2 upstream', () => {
   const baseline = snapshotHandles();
 
-  it('stores an h2c answer without content-length (its end is END_STREAM), and serves it when the upstream fails', async () => {
-    let failing = false;
-    const up = http2.createServer((req, res) => {
-      if (failing) {
+  /** An h2c upstream: its first answer to each path is 200 without content-length, written by `first`; then 503. */
+  async function h2Upstream(first: (res: http2.Http2ServerResponse) => void): Promise<{ server: http2.Http2Server; port: number }> {
+    const seen = new Set<string>();
+    const server = http2.createServer((req, res) => {
+      if (seen.has(req.url)) {
         res.writeHead(503, { 'content-length': '4' });
         res.end('down');
         return;
       }
-      // No content-length: written in two DATA frames, ended by END_STREAM.
-      res.writeHead(200, { 'cache-control': 'max-age=0', 'content-type': 'text/plain' });
-      res.write('over ');
-      setTimeout(() => res.end(`h2 ${req.url}`), 20);
+      seen.add(req.url);
+      res.writeHead(200, { 'cache-control': 'max-age=0', 'content-type': 'application/json' });
+      res.write('{"items":[1,2,');
+      setTimeout(() => first(res), 30);
     });
-    await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
-    const port = (up.address() as net.AddressInfo).port;
-    const px = await startProxy(`
-version: 1
-admin: { address: 127.0.0.1:0 }
-listeners:
-  - { name: main, address: 127.0.0.1:0, routes: [{ name: main, upstream: api, cache: {} }] }
-upstreams:
-  api: { url: "http://127.0.0.1:${port}", protocol: h2c, retry: { backoff: { strategy: immediate } } }
-`);
-    try {
-      const first = await request(`${px.url('main')}/doc`);
-      assert.equal(first.status, 200);
-      assert.equal(first.body, 'over h2 /doc');
-      failing = true;
-      const second = await request(`${px.url('main')}/doc`);
-      assert.equal(second.status, 200, second.body);
-      assert.equal(second.body, 'over h2 /doc');
-      assert.equal(second.headers['x-breakwater-fallback'], 'cache');
-    } finally {
-      await px.close();
-      await new Promise<void>((r) => up.close(() => r()));
-      await assertNoLeaks(baseline);
-    }
-  });
+    server.on('session', (s) => s.on('error', () => {}));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    return { server, port: (server.address() as net.AddressInfo).port };
+  }
 
-  it('never stores an h2c answer whose stream was reset mid-body', async () => {
-    let n = 0;
-    const up = http2.createServer((_req, res) => {
-      n++;
-      if (n === 1) {
-        res.writeHead(200, { 'cache-control': 'max-age=0' });
-        res.write('{"items":[1,2,');
-        setTimeout(() => res.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR), 30);
-        return;
-      }
-      res.writeHead(503, { 'content-length': '4' });
-      res.end('down');
-    });
-    await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
-    const port = (up.address() as net.AddressInfo).port;
-    const px = await startProxy(`
+  // node's HTTP/2 client ends a stream the server reset with CANCEL or
+  // NO_ERROR as if its body were whole, and undici has no length to check
+  // it against: an h2 answer's end is not known from its framing alone, so
+  // only answers with a content-length they reached are stored.
+  for (const [what, first] of [
+    ['ended normally (END_STREAM)', (res: http2.Http2ServerResponse) => res.end('3]}')],
+    ['cut by RST_STREAM CANCEL', (res: http2.Http2ServerResponse) => res.stream.close(http2.constants.NGHTTP2_CANCEL)],
+    ['cut by RST_STREAM NO_ERROR', (res: http2.Http2ServerResponse) => res.stream.close(http2.constants.NGHTTP2_NO_ERROR)],
+  ] as const) {
+    it(`never stores an h2c answer without content-length, ${what}`, async () => {
+      const up = await h2Upstream(first);
+      const px = await startProxy(`
 version: 1
 admin: { address: 127.0.0.1:0 }
 listeners:
   - { name: main, address: 127.0.0.1:0, routes: [{ name: main, upstream: api, cache: {} }] }
 upstreams:
-  api: { url: "http://127.0.0.1:${port}", protocol: h2c, retry: { backoff: { strategy: immediate } } }
+  api: { url: "http://127.0.0.1:${up.port}", protocol: h2c, retry: { backoff: { strategy: immediate } } }
 `);
-    try {
-      await request(`${px.url('main')}/cut`).catch(() => null);
-      await sleep(100);
-      const second = await request(`${px.url('main')}/cut`);
-      assert.notEqual(second.headers['x-breakwater-fallback'], 'cache', second.body);
-      assert.equal(second.status, 503);
-    } finally {
-      await px.close();
-      await new Promise<void>((r) => up.close(() => r()));
-      await assertNoLeaks(baseline);
-    }
-  });
+      try {
+        await request(`${px.url('main')}/doc`).catch(() => null);
+        await sleep(100);
+        const second = await request(`${px.url('main')}/doc`);
+        assert.notEqual(second.headers['x-breakwater-fallback'], 'cache', second.body);
+        assert.equal(second.status, 503);
+      } finally {
+        await px.close();
+        await new Promise<void>((r) => up.server.close(() => r()));
+        await assertNoLeaks(baseline);
+      }
+    });
+  }
 });

@@ -53,12 +53,6 @@ export interface CacheParams {
   readonly metrics: CacheMetrics;
   /** How often a URL variant's entry may be replaced, ms (built-in REFRESH_MS; 0: every answer is stored). */
   readonly refreshMs?: number;
-  /**
-   * The upstream speaks HTTP/2 (`protocol: h2c` or `h2`): every body's end
-   * is in its framing (END_STREAM; a reset is an error, never an end), so
-   * an answer without content-length is stored too.
-   */
-  readonly framed?: boolean;
 }
 
 /** A stored variant younger than this is not replaced: a stale answer is at most this much older than the newest success. */
@@ -69,7 +63,6 @@ const ENTRY_OVERHEAD = 256;
 
 export function cacheLayer(p: CacheParams): Layer {
   const { store, on, metrics } = p;
-  const framed = p.framed === true;
   const refreshMs = p.refreshMs ?? REFRESH_MS;
 
   /** The stored answer for `ex`, with its Age now. */
@@ -101,11 +94,10 @@ export function cacheLayer(p: CacheParams): Layer {
     }
     const cl = res['content-length'];
     if (cl !== undefined && Number(cl) > store.maxEntrySize) return;
-    // Only a body whose end is known: a length, chunked framing, or HTTP/2.
-    // An HTTP/1 body delimited by the connection's close cannot tell a reset
-    // from its end (undici takes both as the end), and a cut answer must
-    // never be served. (protocol: auto may be either: not assumed framed.)
-    if (cl === undefined && !framed && !chunked(res['transfer-encoding'])) return;
+    // Only a body whose end is known: a length, or chunked framing. A body
+    // delimited by the connection's close cannot tell a reset from its end
+    // (undici takes both as the end), and a cut answer must never be served.
+    if (cl === undefined && !chunked(res['transfer-encoding'])) return;
     reply.tap(new Collector(store, metrics, url, ex, reply.status, res, d, p.staleIfError));
   };
 
