@@ -6,7 +6,9 @@
  * finished request: one access line and one `requests_total` sample under
  * the empty route, like every unrouted request (SPEC §5, §8), carrying the
  * request id the client read in its answer. A parser error has no method or
- * path to report: both are null in its line (method `OTHER` in metrics).
+ * path to report: both are "" in its line (strings still, so a log pipeline
+ * such as `jq 'select(.path | startswith("/api"))'` never meets a null;
+ * method `OTHER` in metrics).
  */
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
@@ -63,8 +65,8 @@ function record(
     route: null,
     upstream: null,
     endpoint: null,
-    method: req?.method ?? null,
-    target: path,
+    method: req?.method ?? '',
+    target: path ?? '',
     grpcStatus: null,
     upstreamMs: null,
     attempts: 0,

@@ -106,7 +106,7 @@ upstreams:
     assert.equal(metric(after, 'breakwater_rejected_total', rej), metric(before, 'breakwater_rejected_total', rej) + 1);
   });
 
-  it('a head node refuses (duplicate Content-Length): 400 line under the id the client read, method and path null', async () => {
+  it('a head node refuses (duplicate Content-Length): 400 line under the id the client read, method and path empty', async () => {
     const labels = { listener: 'egress', route: '', upstream: '', method: 'OTHER', code: '400' };
     const before = metric(await scrape(), 'breakwater_requests_total', labels);
     const r = await rawRequest(px.port('egress'), 'POST /a HTTP/1.1\r\nHost: api.test\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab');
@@ -114,8 +114,8 @@ upstreams:
     const l = await lineOf(requestIdOf(r.raw));
     assert.equal(l.status, 400);
     assert.equal(l.error, 'bad_request');
-    assert.equal(l.method, null);
-    assert.equal(l.path, null);
+    assert.equal(l.method, '', 'unknown, but still a string');
+    assert.equal(l.path, '');
     assert.equal(l.route, null);
     assert.deepEqual(l.headers, {});
     assert.equal(metric(await scrape(), 'breakwater_requests_total', labels), before + 1);
@@ -137,16 +137,16 @@ upstreams:
     await waitFor('a 408 access line', () => px.requests().filter((l) => l.status === 408).length === n + 1, 5000);
     const l = px.requests().filter((x) => x.status === 408).at(-1)!;
     assert.equal(l.error, 'request_timeout');
-    assert.equal(l.method, null);
+    assert.equal(l.method, '');
     assert.equal(typeof l.requestId, 'string');
   });
 
-  it('never logs userinfo or a raw URL as the path: origin-form as every line, / for a malformed target, null for a bad CONNECT authority', async () => {
+  it('never logs userinfo or a raw URL as the path: origin-form as every line, / for a malformed target, empty for a bad CONNECT authority', async () => {
     const ws = 'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n';
-    const cases: [string, number, string | null][] = [
+    const cases: [string, number, string][] = [
       [`GET http://alice:s3cret@api.test/ws HTTP/1.1\r\nHost: api.test\r\n${ws}`, 400, '/'],
       [`GET http://nowhere.test/ws?x=1 HTTP/1.1\r\nHost: nowhere.test\r\n${ws}`, 404, '/ws'],
-      ['CONNECT alice:s3cret@api.test:443 HTTP/1.1\r\nHost: api.test:443\r\n\r\n', 405, null],
+      ['CONNECT alice:s3cret@api.test:443 HTTP/1.1\r\nHost: api.test:443\r\n\r\n', 405, ''],
     ];
     for (const [bytes, status, path] of cases) {
       const r = await rawRequest(px.port('egress'), bytes);
