@@ -15,6 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import { json, request } from '../helpers/http.ts';
 import { startProxy, type TestProxy } from '../helpers/proxy.ts';
 import { refusedPort } from '../helpers/upstream.ts';
+import { scrapedValue } from '../helpers/metrics.ts';
 
 function tryMount(dir: string): string | null {
   try {
@@ -38,11 +39,7 @@ function fill(file: string): void {
   }
 }
 
-async function metric(px: TestProxy, line: string): Promise<number> {
-  const text = (await request(`${px.adminUrl}/metrics`)).body;
-  const found = text.split('\n').find((l) => l.startsWith(line + ' '));
-  return found === undefined ? 0 : Number(found.slice(line.length + 1));
-}
+const metric = (px: TestProxy, series: string): Promise<number> => scrapedValue(px.adminUrl, series);
 
 describe('dead-letter spool on a full disk (tmpfs)', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'bw-dl-full-'));

@@ -10,22 +10,13 @@ import { startUpstream, type Step, type Upstream } from '../helpers/upstream.ts'
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { sleep, waitFor } from '../helpers/wait.ts';
+import { seriesValue } from '../helpers/metrics.ts';
 
 // A full GC on demand, to see what the process still holds after evictions.
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
 
-function series(text: string, name: string, labels: Record<string, string>): number {
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`)) continue;
-    const body = line.slice(name.length + 1, line.lastIndexOf('}'));
-    const got = Object.fromEntries([...body.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
-    if (Object.entries(labels).every(([k, v]) => got[k] === v) && Object.keys(got).length === Object.keys(labels).length) {
-      return Number(line.slice(line.lastIndexOf(' ') + 1));
-    }
-  }
-  return 0;
-}
+const series = seriesValue;
 
 /**
  * One upstream whose answer is chosen per path: `/PATH?fail` style switching

@@ -11,6 +11,7 @@ import { startProxy, type TestProxy } from '../helpers/proxy.ts';
 import { freePort, waitFor } from '../helpers/wait.ts';
 import { startUpstream } from '../helpers/upstream.ts';
 import { SpoolStore } from '../../src/dead-letter/store.ts';
+import { scrapedValue } from '../helpers/metrics.ts';
 
 /** An upstream that can die (stop listening) and come back on the same port, recording what it accepted. */
 class MortalUpstream {
@@ -53,11 +54,7 @@ function count<T>(xs: readonly T[]): Map<T, number> {
   return m;
 }
 
-async function metric(px: TestProxy, line: string): Promise<number> {
-  const text = (await request(`${px.adminUrl}/metrics`)).body;
-  const found = text.split('\n').find((l) => l.startsWith(line + ' '));
-  return found === undefined ? 0 : Number(found.slice(line.length + 1));
-}
+const metric = (px: TestProxy, series: string): Promise<number> => scrapedValue(px.adminUrl, series);
 
 describe('dead-letter spool (SPEC §11.1)', () => {
   const baseline = snapshotHandles();

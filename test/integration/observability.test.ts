@@ -12,19 +12,9 @@ import { assertNoLeaks, snapshotHandles } from '../helpers/leaks.ts';
 import { startProxy, type LogLine, type TestProxy } from '../helpers/proxy.ts';
 import { refusedPort, startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { seriesValue } from '../helpers/metrics.ts';
 
-/** The value of one series in Prometheus text, or 0 when absent. */
-function series(text: string, name: string, labels: Record<string, string>): number {
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`)) continue;
-    const body = line.slice(name.length + 1, line.lastIndexOf('}'));
-    const got = Object.fromEntries([...body.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
-    if (Object.entries(labels).every(([k, v]) => got[k] === v) && Object.keys(got).length === Object.keys(labels).length) {
-      return Number(line.slice(line.lastIndexOf(' ') + 1));
-    }
-  }
-  return 0;
-}
+const series = seriesValue;
 
 describe('metrics and access log under scripted traffic', () => {
   let up: Upstream;
