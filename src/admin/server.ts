@@ -120,16 +120,14 @@ export class AdminServer {
       const auth = this.#auth.check(token, req.headers.authorization);
       if (!auth.ok) {
         p.audit.adminUnauthorized({ method, path: bounded(path), client, reason: auth.reason });
-        const s = JSON.stringify({ error: 'unauthorized', message: 'this admin endpoint needs Authorization: Bearer <admin.token>' });
         // The body is not read: close after the answer rather than read (and drain) what an unknown caller sends.
         if (method !== 'GET' && method !== 'HEAD') res.shouldKeepAlive = false;
-        res.writeHead(401, {
-          'content-type': 'application/json',
-          'content-length': Buffer.byteLength(s),
-          'www-authenticate': auth.reason === 'invalid' ? 'Bearer realm="breakwater-admin", error="invalid_token"' : 'Bearer realm="breakwater-admin"',
-        });
-        res.end(s);
-        return;
+        return send(
+          res,
+          401,
+          { error: 'unauthorized', message: 'this admin endpoint needs Authorization: Bearer <admin.token>' },
+          { 'www-authenticate': auth.reason === 'invalid' ? 'Bearer realm="breakwater-admin", error="invalid_token"' : 'Bearer realm="breakwater-admin"' },
+        );
       }
     }
     if (method !== 'GET' && method !== 'HEAD') {

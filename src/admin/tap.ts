@@ -18,6 +18,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../observability/logger.ts';
 import { parseTapFilter, type TapHub, type TapSubscriber } from '../observability/tap.ts';
+import { send } from './reply.ts';
+
+/** A refused subscriber may come back: the 503s say when. */
+const RETRY_LATER = Object.freeze({ 'retry-after': 5 });
 
 /** Unsent bytes a subscriber may hold before it is dropped as too slow. */
 export const TAP_MAX_BUFFERED = 1024 * 1024;
@@ -27,7 +31,7 @@ const DROP_GRACE_MS = 1_000;
 export function serveTap(hub: TapHub, logger: Logger, req: IncomingMessage, res: ServerResponse, maxBuffered = TAP_MAX_BUFFERED): void {
   const q = (req.url ?? '').indexOf('?');
   const filter = parseTapFilter(new URLSearchParams(q < 0 ? '' : req.url!.slice(q + 1)));
-  if ('error' in filter) return json(res, 400, { error: 'bad_filter', message: filter.error });
+  if ('error' in filter) return send(res, 400, { error: 'bad_filter', message: filter.error });
   if (req.method === 'HEAD') {
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
     res.end();
@@ -69,8 +73,8 @@ export function serveTap(hub: TapHub, logger: Logger, req: IncomingMessage, res:
   };
   if (!hub.add(sub)) {
     return hub.closed
-      ? json(res, 503, { error: 'draining', message: 'breakwater is shutting down' })
-      : json(res, 503, { error: 'tap_full', message: `${hub.maxSubscribers} tap subscribers are connected already (the limit); try again when one leaves`, limit: hub.maxSubscribers });
+      ? send(res, 503, { error: 'draining', message: 'breakwater is shutting down' }, RETRY_LATER)
+      : send(res, 503, { error: 'tap_full', message: `${hub.maxSubscribers} tap subscribers are connected already (the limit); try again when one leaves`, limit: hub.maxSubscribers }, RETRY_LATER);
   }
   res.on('close', () => {
     live = false;
@@ -81,10 +85,3 @@ export function serveTap(hub: TapHub, logger: Logger, req: IncomingMessage, res:
   logger.info({ client, filter }, 'tap_subscribed');
 }
 
-function json(res: ServerResponse, status: number, body: unknown): void {
-  const s = JSON.stringify(body);
-  const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(s) };
-  if (status === 503) headers['retry-after'] = 5;
-  res.writeHead(status, headers);
-  res.end(s);
-}
