@@ -4,7 +4,8 @@
  * `http://…` accepted, so a `kubectl port-forward` URL pastes in), and the
  * bearer token from $BREAKWATER_ADMIN_TOKEN when it is set.
  */
-import http, { type IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import { http } from '../http/node-http.ts';
 
 export const DEFAULT_ADMIN = '127.0.0.1:9901';
 
