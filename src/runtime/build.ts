@@ -14,7 +14,7 @@ import { Router } from '../http/router.ts';
 import type { ExchangeObserver, ListenerRoutes, RouteEntry } from '../http/server.ts';
 import { connectTunnels, type ConnectTunnels } from '../http/connect-tunnel.ts';
 import { upgradeHandler } from '../http/upgrade.ts';
-import type { AccessLog } from '../observability/access-log.ts';
+import type { AccessFields, AccessLog } from '../observability/access-log.ts';
 import type { LiveTap } from '../observability/tap.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics, RouteMetrics, UpstreamMetrics } from '../observability/metrics/index.ts';
@@ -117,6 +117,16 @@ function listenerObserver(listener: string, deps: BuildDeps, activity: Activity,
   const accessLog = deps.accessLog;
   const tap = deps.tap?.hub ?? null;
   const format = deps.tap?.format ?? null;
+  /** The access line, and the tap's when someone listens: built once for both. */
+  const emit = (fields: AccessFields, status: number, ms: number): void => {
+    if (tap !== null && tap.active) {
+      const line = format!.line(fields, status, ms);
+      accessLog?.writeLine(line);
+      tap.publish(line, fields, status);
+    } else {
+      accessLog?.write(fields, status, ms);
+    }
+  };
   return {
     started() {
       activity.start();
@@ -136,25 +146,12 @@ function listenerObserver(listener: string, deps: BuildDeps, activity: Activity,
       if (ex.grpcStatus !== null) m.grpcResponse(ex.grpcStatus);
       // With tracing on: the server span ends with the exchange (its events, the exemplar).
       if (traced) ex.trace?.end(ex, status, ms / 1000);
-      if (tap !== null && tap.active) {
-        // Someone listens: one line, for the access log and the tap alike.
-        const line = format!.line(ex, status, ms);
-        accessLog?.writeLine(line);
-        tap.publish(line, ex, status);
-      } else {
-        accessLog?.write(ex, status, ms);
-      }
+      emit(ex, status, ms);
     },
     refused(r, status) {
       noRoute.request(r.method ?? '', status, 0);
       if (r.error === 'no_route') noRoute.rejected('no_route');
-      if (tap !== null && tap.active) {
-        const line = format!.line(r, status, 0);
-        accessLog?.writeLine(line);
-        tap.publish(line, r, status);
-      } else {
-        accessLog?.write(r, status, 0);
-      }
+      emit(r, status, 0);
     },
   };
 }
