@@ -31,14 +31,13 @@
  */
 import net, { type Socket } from 'node:net';
 import type { Endpoint, OutcomeKind, RouteConfig, UpstreamConfig } from '../config/types.ts';
-import { ERRORS } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
-import { listening, publishTunnel, type LiveTap, type TunnelFields } from '../observability/tap.ts';
+import { emitTunnel, type LiveTap } from '../observability/tap.ts';
 import type { RouteMetrics, TunnelResult } from '../observability/metrics/index.ts';
 import { errorCodeFor } from '../pipeline/classify.ts';
 import { backoffDelay } from '../policies/retry/backoff.ts';
 import { isRetriableKind } from '../policies/retry/decide.ts';
-import { acquireTunnelGuards, addFlag, releaseTunnelGuards, type TunnelGuards, type TunnelPermits } from '../policies/tunnel-guards.ts';
+import { acquireTunnelGuards, releaseTunnelGuards, type TunnelGuards, type TunnelPermits } from '../policies/tunnel-guards.ts';
 import { hostOf, validHost } from './request-head.ts';
 import { writeRawError } from './respond.ts';
 
@@ -91,8 +90,6 @@ export function connectTunnels(deps: ConnectDeps): ConnectTunnels | null {
       const p = acquireTunnelGuards(deps.guards, flags);
       if (p.type === 'failure') {
         deps.metrics.rejected(p.code);
-        // The refusal's flag, as a refused request's line has it.
-        addFlag(flags, ERRORS[p.code].flag ?? p.code);
         logTunnel(deps, requestId, endpoint, authority, p.code, 0, null, 0, 0, 0, flags);
         deps.metrics.tunnelClosed(p.code, 0, 0, false);
         return writeRawError(client, p.code, requestId, { route: deps.route.name, upstream: deps.upstream.name, retryAfterMs: p.retryAfterMs });
@@ -301,10 +298,8 @@ function logTunnel(
   bytesOut: number,
   flags: string[],
 ): void {
-  // The line is built only for a log that is on or a tap someone listens to.
-  const tap = listening(d.tap);
-  if (d.logger === null && tap === null) return;
-  const fields: TunnelFields = {
+  // Built only for a log that is on or a tap someone listens to.
+  emitTunnel(d.logger, d.tap, () => ({
     protocol: 'connect',
     requestId,
     listener: d.listener,
@@ -319,8 +314,5 @@ function logTunnel(
     bytesIn,
     bytesOut,
     flags,
-  };
-  d.logger?.info(fields, 'tunnel');
-  // Its status (observability/tap.ts tunnelStatus): 200 once the upstream's connection was up, else the refusal's or failure's.
-  if (tap !== null) publishTunnel(tap, fields);
+  }));
 }

@@ -24,10 +24,10 @@ import type httpProxy from 'http-proxy';
 import type { OutcomeKind, RouteConfig, UpstreamConfig } from '../config/types.ts';
 import { ERRORS } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
-import { listening, publishTunnel, type LiveTap, type TunnelFields } from '../observability/tap.ts';
+import { emitTunnel, type LiveTap } from '../observability/tap.ts';
 import type { BreakerGuard } from '../policies/breaker/permit.ts';
 import type { Bulkhead } from '../policies/bulkhead/bulkhead.ts';
-import { acquireTunnelGuards, addFlag, releaseTunnelGuards, type TunnelGuards, type TunnelPermits, type TunnelRefusal } from '../policies/tunnel-guards.ts';
+import { acquireTunnelGuards, releaseTunnelGuards, type TunnelGuards, type TunnelPermits, type TunnelRefusal } from '../policies/tunnel-guards.ts';
 import { connectionListed, isHopByHop } from './hop-by-hop.ts';
 import { classifyError, classifyStatus, errorCodeFor } from '../pipeline/classify.ts';
 import type { Balancer } from '../upstream/pool.ts';
@@ -141,10 +141,8 @@ class Tunnel {
     this.#timer = null;
     releaseTunnelGuards(this.#permits);
     const d = this.#deps;
-    // The line is built only for a log that is on or a tap someone listens to.
-    const tap = listening(d.tap);
-    if (d.logger === null && tap === null) return;
-    const fields: TunnelFields = {
+    // Built only for a log that is on or a tap someone listens to.
+    emitTunnel(d.logger, d.tap, () => ({
       protocol: 'websocket',
       requestId: this.#requestId,
       listener: d.listener,
@@ -158,9 +156,7 @@ class Tunnel {
       bytesIn: this.#socket.bytesRead,
       bytesOut: this.#socket.bytesWritten,
       flags: this.#flags,
-    };
-    d.logger?.info(fields, 'tunnel');
-    if (tap !== null) publishTunnel(tap, fields);
+    }));
   }
 }
 
@@ -174,13 +170,10 @@ export function upgradeHandler(deps: UpgradeDeps): (req: IncomingMessage, socket
     const p = acquireTunnelGuards(guards, flags);
     if (p.type === 'failure') {
       deps.onReject(p.code);
-      // The refusal's flag, as a refused request's line has it.
-      addFlag(flags, ERRORS[p.code].flag ?? p.code);
       const bytesOut = writeRawError(socket, p.code, requestId, { retryAfterMs: p.retryAfterMs });
       // Refused before any upstream was dialled: still one 'tunnel' line, as a CONNECT refusal has.
-      const tap = listening(deps.tap);
-      if (deps.logger === null && tap === null) return;
-      const fields: TunnelFields = {
+      // Built only for a log that is on or a tap someone listens to.
+      emitTunnel(deps.logger, deps.tap, () => ({
         protocol: 'websocket',
         requestId,
         listener: deps.listener,
@@ -194,9 +187,7 @@ export function upgradeHandler(deps: UpgradeDeps): (req: IncomingMessage, socket
         bytesIn: 0,
         bytesOut: Math.max(bytesOut, 0),
         flags,
-      };
-      deps.logger?.info(fields, 'tunnel');
-      if (tap !== null) publishTunnel(tap, fields);
+      }));
       return;
     }
     const ep = deps.balancer.pick().endpoint;

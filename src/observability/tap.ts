@@ -15,6 +15,7 @@
  */
 import { ERRORS, type ErrorCode } from '../errors.ts';
 import type { AccessLog } from './access-log.ts';
+import type { Logger } from './logger.ts';
 
 /** What one subscriber asked for; null fields match everything. */
 export interface TapFilter {
@@ -120,13 +121,26 @@ export interface TunnelFields extends TapFields, TunnelStatusFields {
 }
 
 /** The tap while someone listens, else null: a tunnel's line is built only for a log that is on or a listening tap. */
-export function listening(tap: LiveTap | null): LiveTap | null {
+function listening(tap: LiveTap | null): LiveTap | null {
   return tap !== null && tap.hub.active ? tap : null;
 }
 
 /** Offers a tunnel's line (the log line's fields) to the tap; only called while `hub.active`. */
-export function publishTunnel(tap: LiveTap, fields: TunnelFields): void {
+function publishTunnel(tap: LiveTap, fields: TunnelFields): void {
   tap.hub.publish(tap.format.tunnelLine(fields), fields, tunnelStatus(fields));
+}
+
+/**
+ * A tunnel's `tunnel` line (http/upgrade.ts, http/connect-tunnel.ts): to the
+ * log when it is on, and to the tap while someone listens. `fields` is
+ * called only when one of them takes the line.
+ */
+export function emitTunnel(logger: Logger | null, tap: LiveTap | null, fields: () => TunnelFields): void {
+  const live = listening(tap);
+  if (logger === null && live === null) return;
+  const f = fields();
+  logger?.info(f, 'tunnel');
+  if (live !== null) publishTunnel(live, f);
 }
 
 /** One listener: the HTTP side decides how a line is written and when the listener is too slow. */

@@ -10,7 +10,7 @@
  * (a queued tunnel would hold the client's socket waiting). Whatever was
  * acquired before a refusal is given back before the refusal is returned.
  */
-import { failure, type Failure } from '../errors.ts';
+import { ERRORS, failure, type Failure } from '../errors.ts';
 import type { BreakerGuard, BreakerPermit } from './breaker/permit.ts';
 import type { Bulkhead } from './bulkhead/bulkhead.ts';
 import type { Permit } from './permit.ts';
@@ -44,15 +44,16 @@ const BULKHEAD_FULL: Failure = Object.freeze(failure('bulkhead_full'));
 /**
  * Takes every guard's permit, pushing observe-mode flags onto `flags`; or
  * refuses with the guard's Failure (code and Retry-After), having given
- * back whatever it took.
+ * back whatever it took and flagged the refusal (`rate_limited`,
+ * `circuit_open`, `bulkhead_full`) as a refused request's line has it.
  */
 export function acquireTunnelGuards(g: TunnelGuards, flags: string[]): TunnelPermits | (Failure & { readonly code: TunnelRefusal }) {
   const limited = takeToken(g.routeRateLimit, flags) ?? takeToken(g.upstreamRateLimit, flags);
-  if (limited !== null) return limited;
+  if (limited !== null) return refused(limited, flags);
   let breaker: BreakerPermit | null = null;
   if (g.breaker !== null) {
     const p = g.breaker.acquire();
-    if (p.type === 'failure') return p as Failure & { code: 'circuit_open' };
+    if (p.type === 'failure') return refused(p as Failure & { code: 'circuit_open' }, flags);
     if (p.observed !== null) addFlag(flags, p.observed);
     breaker = p;
   }
@@ -61,12 +62,17 @@ export function acquireTunnelGuards(g: TunnelGuards, flags: string[]): TunnelPer
     const p = g.bulkhead.acquire();
     if (p === 'queue' || p.type === 'failure') {
       breaker?.release();
-      return BULKHEAD_FULL as Failure & { code: 'bulkhead_full' };
+      return refused(BULKHEAD_FULL as Failure & { code: 'bulkhead_full' }, flags);
     }
     if (p.observed !== null) addFlag(flags, p.observed);
     slot = p;
   }
   return { type: 'permits', breaker, slot };
+}
+
+function refused<F extends Failure & { readonly code: TunnelRefusal }>(f: F, flags: string[]): F {
+  addFlag(flags, ERRORS[f.code].flag ?? f.code);
+  return f;
 }
 
 /** One token now, or `rate_limited` (null: taken, or no limit). */
