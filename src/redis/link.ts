@@ -177,10 +177,13 @@ export class RedisLink {
     this.#client = null;
     this.#events = null;
     if (c === null) return;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await Promise.race([c.quit(), new Promise((r) => setTimeout(r, 200).unref())]);
+      await Promise.race([c.quit(), new Promise((r) => (timer = setTimeout(r, 200).unref()))]);
     } catch {
       // already gone
+    } finally {
+      clearTimeout(timer);
     }
     c.disconnect();
   }
